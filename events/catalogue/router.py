@@ -1,0 +1,102 @@
+"""Router events: registered groups and the per-chat agent cursor (issue: the chat path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from events.catalogue.base import EventPayload
+from events.catalogue.types import UtcTimestamp
+
+FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+"""Group folder names (as NanoClaw v1 group-folder.ts); ``global`` is reserved and refused separately."""
+
+
+class GroupRegistered(EventPayload):
+    """A chat became a registered group. Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "group"
+
+    jid: str
+    name: str
+    folder: str = Field(pattern=FOLDER_PATTERN)
+    trigger: str
+    requires_trigger: bool = True
+    is_main: bool = False
+    channel: str = "whatsapp"
+    container_config: dict[str, Any] | None = None
+    added_at: UtcTimestamp
+
+
+class GroupUpdated(EventPayload):
+    """Some settings of a registered group changed; absent fields are unchanged. Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "group"
+
+    jid: str
+    name: str | None = None
+    trigger: str | None = None
+    requires_trigger: bool | None = None
+    container_config: dict[str, Any] | None = None
+
+
+class GroupRemoved(EventPayload):
+    """A group was unregistered (its messages and folder are kept). Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "group"
+
+    jid: str
+
+
+class AgentTurnRequested(EventPayload):
+    """The router wants an agent run for a group: ``prompt`` is NanoClaw's XML prompt over the pending
+    messages. Advances the group's agent cursor to ``cursor``. Aggregate id: the chat JID (the conversation).
+    ``omitted`` counts pending messages beyond the per-prompt cap (they are named in the prompt)."""
+
+    context = "router"
+    aggregate = "conversation"
+
+    turn_id: str
+    chat_jid: str
+    group_folder: str
+    is_main: bool = False
+    channel: str
+    prompt: str
+    message_ids: list[str]
+    previous_cursor: str
+    cursor: str
+    omitted: int = 0
+    session_id: str | None = None
+
+
+class AgentInputAppended(EventPayload):
+    """Follow-up messages for a run already active in the group (piped into it, not a new run). Advances the
+    agent cursor. Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "conversation"
+
+    run_id: str
+    chat_jid: str
+    group_folder: str
+    prompt: str
+    message_ids: list[str]
+    previous_cursor: str
+    cursor: str
+
+
+class AgentCursorRolledBack(EventPayload):
+    """A run failed before any output reached the user: the cursor goes back so the messages are retried
+    (as NanoClaw v1 processGroupMessages). Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "conversation"
+
+    chat_jid: str
+    run_id: str
+    cursor: str
+    reason: str

@@ -1,0 +1,67 @@
+"""The projection contract."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Iterator
+
+from events.catalogue.base import EventPayload, payload_class
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as projections see it: stream position plus the CloudEvent as a plain dict (parsed once per
+    commit with ``json``, not pydantic, because replay speed matters; use :meth:`payload` for a typed view)."""
+
+    seq: int
+    subject: str
+    stored_at: datetime | None
+    event: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.event["eventtype"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.event["data"]
+
+    def payload(self) -> EventPayload:
+        cls = payload_class(self.type)
+        return cls.model_validate(cls.upcast(dict(self.data), self.event.get("schemaversion", 1)))
+
+
+def records(seq: int, subject: str, stored_at: datetime | None, body: bytes) -> Iterator[EventRecord]:
+    """Split one commit body (a CloudEvents batch, or a single event) into records.
+
+    Raises:
+        ValueError: the body is not JSON (json.JSONDecodeError is a ValueError).
+    """
+    raw = json.loads(body)
+    for item in raw if isinstance(raw, list) else (raw,):
+        yield EventRecord(seq, subject, stored_at, item)
+
+
+class Projection(ABC):
+    """A read model. Subclasses set ``name``, ``version``, ``tables`` (table name → CREATE statement(s)) and
+    ``event_types`` (None: every event), and implement :meth:`apply`.
+
+    ``apply`` runs inside the runner's transaction: it must only write with the given connection, and must be
+    deterministic (no wall-clock, no randomness) so a rebuild gives identical tables (``audit verify``).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    tables: ClassVar[dict[str, str]]
+    event_types: ClassVar[frozenset[str] | None] = None
+
+    def wants(self, event_type: str) -> bool:
+        return self.event_types is None or event_type in self.event_types
+
+    @abstractmethod
+    def apply(self, db: sqlite3.Connection, record: EventRecord) -> None:
+        """Write what ``record`` changes. Raise to abort the batch (nothing of it is committed)."""

@@ -1,0 +1,11 @@
+"""Every projection of the read-model database, in one list: what `nanoclaw service projections` keeps live
+and what `nanoclaw audit rebuild|verify` replays."""
+
+from __future__ import annotations
+
+from projections.base import Projection
+from projections.event_log import EventLog
+
+
+def all_projections() -> list[Projection]:
+    return [EventLog()]

@@ -1,0 +1,1 @@
+"""NanoClaw Bus services: one package per service, the shared harness, and the ``nanoclaw`` CLI."""

@@ -1,0 +1,307 @@
+"""Connection lifecycle, independent of NATS: first connect with retry, status events, handler registration.
+
+Rules (stack-notes §1.3–1.4):
+
+- ``client.connect()`` returns at once with an ``asyncio.Task`` running the blocking Go client; a failed dial
+  surfaces as a ``NeonizeError`` *from that task*, and is not retried by neonize. :func:`first_connect`
+  turns that into an awaitable that raises, and :func:`connect_with_retry` retries it.
+- After the first successful connect whatsmeow reconnects by itself (``DisconnectedEv`` … ``ConnectedEv``).
+  Never call ``connect()`` again on a disconnect: that starts a second Go client on the same session
+  (upstream #57). So :func:`register_handlers` only *reports* disconnects.
+- Terminal states need the user: logged out, stream replaced, temporary ban, connect failure. Each becomes a
+  ``ChannelStatusChanged`` whose ``action`` says what to do.
+- Handlers must be registered before ``connect()``: the subscription list is serialised into the Go call.
+
+NanoClaw v1 (nanoclaw-behaviour §21.5) exits on ``loggedOut`` and on a QR prompt; here the gateway reports
+and leaves the decision to its supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, TypeVar
+
+from google.protobuf.message import Message as ProtoMessage
+from neonize.aioze.events import (
+    ClientOutdatedEv,
+    ConnectedEv,
+    ConnectFailureEv,
+    DisconnectedEv,
+    KeepAliveRestoredEv,
+    KeepAliveTimeoutEv,
+    LoggedOutEv,
+    MessageEv,
+    StreamReplacedEv,
+    TemporaryBanEv,
+)
+from neonize.proto.Neonize_pb2 import ConnectFailureReason
+
+from events.catalogue.chat import ChannelStatusChanged
+
+if TYPE_CHECKING:
+    from neonize.aioze.client import NewAClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PAIR_ACTION = "run `nanoclaw whatsapp pair` again to link this gateway to WhatsApp"
+CONNECT_BACKOFF_BASE_SECONDS = 2.0
+CONNECT_BACKOFF_CAP_SECONDS = 60.0
+
+# ConnectFailure reasons that mean the session is gone (whatsmeow ConnectFailureReason.IsLoggedOut()).
+_LOGGED_OUT_REASONS = {ConnectFailureReason.LOGGED_OUT, ConnectFailureReason.MAIN_DEVICE_GONE,
+                       ConnectFailureReason.UNKNOWN_LOGOUT}
+
+# Every connection-state event register_handlers subscribes to.
+STATUS_EVENTS: tuple[type[ProtoMessage], ...] = (
+    ConnectedEv, DisconnectedEv, KeepAliveTimeoutEv, KeepAliveRestoredEv, LoggedOutEv, StreamReplacedEv,
+    TemporaryBanEv, ConnectFailureEv, ClientOutdatedEv,
+)
+
+
+class ConnectGaveUp(RuntimeError):
+    """:func:`connect_with_retry` used all its attempts; ``__cause__`` is the last error."""
+
+
+class NotPaired(RuntimeError):
+    """WhatsApp asked for a QR scan during a normal start: no device is stored in the session database."""
+
+
+def connect_backoff(attempt: int, *, base: float = CONNECT_BACKOFF_BASE_SECONDS,
+                    cap: float = CONNECT_BACKOFF_CAP_SECONDS) -> float:
+    """Seconds to wait after failed connect attempt ``attempt`` (1-based): 2, 4, 8, 16, 32, 60, 60, … s.
+
+    v1 retried a failed reconnect after a flat 5 s (nanoclaw-behaviour §21.5); exponential with a cap is
+    kinder to a network that is down for hours and still quick after a blip.
+
+    Raises:
+        ValueError: ``attempt < 1``.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
+    return min(cap, base * 2.0 ** min(attempt - 1, 64))
+
+
+async def connect_with_retry(
+    connect: Callable[[], Awaitable[T]],
+    *,
+    attempts: int | None = None,
+    backoff: Callable[[int], float] = connect_backoff,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    on_retry: Callable[[int, float, BaseException], Awaitable[None] | None] | None = None,
+) -> T:
+    """Call ``connect`` until it returns, sleeping ``backoff(n)`` seconds after the n-th failure.
+
+    Args:
+        connect: one attempt; returns on success, raises on failure (e.g. ``lambda: first_connect(client, …)``).
+        attempts: give up after this many failures; ``None`` retries forever.
+        backoff: failure number (1-based) → seconds.
+        sleep: ``asyncio.sleep``; inject a fake in tests.
+        retry_on: exceptions that mean "try again". Others (e.g. :class:`NotPaired`) propagate at once.
+        on_retry: called as ``(failure_number, delay_seconds, error)`` before each sleep (may be async), e.g.
+            to publish :func:`status_retrying`.
+
+    Returns:
+        Whatever the successful ``connect()`` returned.
+
+    Raises:
+        ConnectGaveUp: ``attempts`` failures in a row (``__cause__`` = the last error).
+        Any exception outside ``retry_on``; ``asyncio.CancelledError`` is never swallowed.
+    """
+    failures = 0
+    while True:
+        try:
+            return await connect()
+        except retry_on as exc:
+            failures += 1
+            if attempts is not None and failures >= attempts:
+                raise ConnectGaveUp(f"WhatsApp connect failed {failures} times: {exc}") from exc
+            delay = backoff(failures)
+            log.warning("WhatsApp connect attempt %d failed (%s); retrying in %.0f s", failures, exc, delay)
+            if on_retry is not None:
+                maybe = on_retry(failures, delay, exc)
+                if maybe is not None:
+                    await maybe
+            await sleep(delay)
+
+
+async def first_connect(client: NewAClient, connected: asyncio.Event, *,
+                        not_paired: asyncio.Event | None = None) -> asyncio.Task:
+    """One connect attempt: start the Go client and wait until it is connected or has failed.
+
+    ``connected`` must be set by the ``ConnectedEv`` handler (:func:`register_handlers` does it when given
+    the same event); ``not_paired`` by the QR callback.
+
+    Returns:
+        The running client task (keep it; ``await client.stop()`` on shutdown).
+
+    Raises:
+        neonize.exc.NeonizeError: the dial failed (retryable).
+        NotPaired: a QR code was requested (not retryable: pair first).
+        RuntimeError: the Go client returned without an error and without connecting.
+    """
+    connected.clear()
+    task = await client.connect()
+    waits = {asyncio.ensure_future(connected.wait())}
+    if not_paired is not None:
+        waits.add(asyncio.ensure_future(not_paired.wait()))
+    try:
+        await asyncio.wait({task, *waits}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    if connected.is_set():
+        return task
+    if task.done():
+        task.result()  # re-raises the NeonizeError of a failed dial
+        raise RuntimeError("the WhatsApp client stopped before connecting")
+    await client.stop()  # the Go side would keep rotating QR codes
+    raise NotPaired("no WhatsApp device is stored in the session database; run `nanoclaw whatsapp pair` first")
+
+
+def status_for_event(ev: ProtoMessage, now: datetime | None = None) -> ChannelStatusChanged | None:
+    """Map a neonize connection event to a ``ChannelStatusChanged`` payload (``channel="whatsapp"``).
+
+    Returns ``None`` for events that are not about the connection. ``at`` is ``now`` (default: the current
+    UTC time). ``action`` is set whenever the user has to do something.
+    """
+    at = now or datetime.now(timezone.utc)
+
+    def status(st: str, detail: str = "", action: str = "") -> ChannelStatusChanged:
+        return ChannelStatusChanged(channel="whatsapp", status=st, detail=detail, action=action, at=at)
+
+    if isinstance(ev, ConnectedEv):
+        return status("connected")
+    if isinstance(ev, KeepAliveRestoredEv):
+        return status("connected", "keep-alive restored")
+    if isinstance(ev, DisconnectedEv):
+        return status("disconnected", "connection lost; whatsmeow reconnects by itself")
+    if isinstance(ev, KeepAliveTimeoutEv):
+        return status("disconnected", f"keep-alive timed out ({ev.ErrorCount} misses); the link is degraded")
+    if isinstance(ev, LoggedOutEv):
+        when = "at connect" if ev.OnConnect else "while connected"
+        return status("logged_out", f"logged out {when} ({_reason(ev.Reason)}); the stored session is no longer valid",
+                      PAIR_ACTION)
+    if isinstance(ev, StreamReplacedEv):
+        return status("stream_replaced", "another client opened this WhatsApp session; whatsmeow does not reconnect",
+                      "make sure only one gateway uses this session database (stop the other one), then restart the gateway")
+    if isinstance(ev, TemporaryBanEv):
+        code = TemporaryBanEv.TempBanReason.Name(ev.Code) if ev.HasField("Code") else "unknown reason"
+        hours = ev.Expire / 3600  # Expire is a duration in seconds (goneonize encoder: ban.Expire.Seconds())
+        return status("temporary_ban", f"WhatsApp temporarily banned this number ({code}), for {hours:.1f} h",
+                      f"wait {hours:.1f} h before restarting the gateway, and lower the outbound rate limit")
+    if isinstance(ev, ConnectFailureEv):
+        if ev.Reason in _LOGGED_OUT_REASONS:
+            return status("logged_out", f"connect refused: {_reason(ev.Reason)} {ev.Message}".strip(), PAIR_ACTION)
+        if ev.Reason == ConnectFailureReason.TEMP_BANNED:
+            return status("temporary_ban", f"connect refused: temporarily banned {ev.Message}".strip(),
+                          "wait for the ban to expire before restarting the gateway")
+        if ev.Reason == ConnectFailureReason.CLIENT_OUTDATED:
+            return status("connect_failed", "WhatsApp says this client version is outdated",
+                          "upgrade neonize (pip install -U 'nanoclaw-bus[whatsapp]') and restart the gateway")
+        return status("connect_failed", f"connect refused: {_reason(ev.Reason)} {ev.Message}".strip(),
+                      "check the gateway log; restart the gateway once WhatsApp is reachable")
+    if isinstance(ev, ClientOutdatedEv):
+        return status("connect_failed", "WhatsApp says this client version is outdated",
+                      "upgrade neonize (pip install -U 'nanoclaw-bus[whatsapp]') and restart the gateway")
+    return None
+
+
+def status_not_paired(db_path: str, now: datetime | None = None) -> ChannelStatusChanged:
+    """The payload for "WhatsApp asked for a QR code": nothing is paired in ``db_path``."""
+    return ChannelStatusChanged(channel="whatsapp", status="logged_out", detail=f"no paired device in {db_path}",
+                                action=PAIR_ACTION.replace(" again", ""), at=now or datetime.now(timezone.utc))
+
+
+def status_retrying(failures: int, delay: float, error: BaseException, now: datetime | None = None) -> ChannelStatusChanged:
+    """The payload for a failed first-connect attempt that will be retried (``status="connecting"``)."""
+    return ChannelStatusChanged(channel="whatsapp", status="connecting",
+                                detail=f"attempt {failures} failed ({error}); retrying in {delay:.0f} s",
+                                at=now or datetime.now(timezone.utc))
+
+
+def status_gave_up(error: BaseException, now: datetime | None = None) -> ChannelStatusChanged:
+    """The payload after :class:`ConnectGaveUp`."""
+    return ChannelStatusChanged(channel="whatsapp", status="connect_failed", detail=str(error),
+                                action="check the network (can this host reach web.whatsapp.com?), then restart the gateway",
+                                at=now or datetime.now(timezone.utc))
+
+
+def _reason(reason: int) -> str:
+    try:
+        return ConnectFailureReason.Name(reason)
+    except ValueError:
+        return f"reason {reason}"
+
+
+def register_handlers(
+    client: NewAClient,
+    on_message: Callable[[MessageEv], Awaitable[None]],
+    on_status: Callable[[ChannelStatusChanged], Awaitable[None]],
+    *,
+    connected: asyncio.Event | None = None,
+    not_paired: asyncio.Event | None = None,
+    db_path: str = "",
+) -> None:
+    """Register the gateway's handlers on ``client``. Call once, before ``client.connect()``.
+
+    - ``MessageEv`` → ``await on_message(ev)``, one at a time in arrival order.
+    - Connection events (:data:`STATUS_EVENTS`) → ``await on_status(status_for_event(ev))``; ``ConnectedEv``
+      also sets ``connected``. A disconnect is only reported: whatsmeow reconnects by itself.
+    - A QR request (nothing paired) → ``on_status(status_not_paired(db_path))`` once, sets ``not_paired``, and
+      does **not** print the QR (pairing is ``nanoclaw whatsapp pair``'s job, not the service log's).
+
+    neonize keeps one handler per event type, so a later ``client.event(MessageEv)`` replaces ours.
+
+    Raises:
+        RuntimeError: ``client`` is already connected (its subscription list was fixed at connect time).
+    """
+    if client.connect_task is not None:
+        raise RuntimeError("register WhatsApp handlers before client.connect(): neonize fixes the subscription list at connect")
+
+    # neonize schedules each event with run_coroutine_threadsafe and never looks at the result, so an
+    # exception in a handler vanishes; and two messages' handlers would interleave at their first await.
+    # The lock (FIFO in asyncio) keeps arrival order; the try/except makes failures visible.
+    order = asyncio.Lock()
+
+    async def handle_message(_client: NewAClient, ev: MessageEv) -> None:
+        async with order:
+            try:
+                await on_message(ev)
+            except Exception:
+                log.exception("WhatsApp message handler failed for message %s", ev.Info.ID)
+
+    async def handle_status(_client: NewAClient, ev: ProtoMessage) -> None:
+        if isinstance(ev, ConnectedEv) and connected is not None:
+            connected.set()
+        payload = status_for_event(ev)
+        if payload is None:
+            return
+        async with order:  # a status change is ordered with the messages around it
+            try:
+                await on_status(payload)
+            except Exception:
+                log.exception("WhatsApp status handler failed for %s", payload.status)
+
+    qr_seen = False
+
+    async def handle_qr(_client: NewAClient, _data: bytes) -> None:
+        nonlocal qr_seen
+        if qr_seen:  # whatsmeow calls back once per rotating code
+            return
+        qr_seen = True
+        if not_paired is not None:
+            not_paired.set()
+        try:
+            await on_status(status_not_paired(db_path))
+        except Exception:
+            log.exception("WhatsApp status handler failed for the not-paired report")
+
+    client.event(MessageEv)(handle_message)
+    for event_type in STATUS_EVENTS:
+        client.event(event_type)(handle_status)
+    client.event.qr(handle_qr)

@@ -1,0 +1,180 @@
+"""Configuration: non-secrets in ``config.yml``, secrets in ``credentials.yml`` (git-ignored; the template is
+``credentials.yml.dist``). Both are parsed into pydantic models at start-up; environment variables override
+(``NANOCLAW_<SECTION>__<KEY>``, e.g. ``NANOCLAW_NATS__URLS='["nats://n1:4222"]'``), which is how containers
+are configured. A missing or invalid key fails at boot with the key's path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or invalid. The message names the file, key and problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NatsSettings(_Section):
+    urls: list[str] = Field(default_factory=list, description="empty: start the embedded nats-server")
+    stream_replicas: int = Field(1, ge=1, le=5)
+    duplicate_window_s: float = Field(600.0, gt=0, description="Nats-Msg-Id de-duplication window (s)")
+    sync_always: bool = Field(True, description="embedded server: fsync every write")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    request_timeout_s: float = Field(5.0, gt=0)
+
+
+class HarnessSettings(_Section):
+    max_deliver: int = Field(5, ge=1, description="deliveries before a message is dead-lettered")
+    ack_wait_s: float = Field(30.0, gt=0)
+    retry_delays_s: list[float] = Field(default_factory=lambda: [0.5, 2.0, 5.0, 15.0])
+    fetch_batch: int = Field(64, ge=1)
+    status_port: int | None = Field(None, ge=0, le=65535, description="HTTP /metrics /healthz /readyz; None: off")
+    status_host: str = "127.0.0.1"
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    file_max_bytes: int = 10 * 1024 * 1024
+    file_backups: int = 5
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return v
+
+
+def _default_timezone() -> str:
+    tz = os.environ.get("TZ", "")
+    try:
+        if tz:
+            ZoneInfo(tz)
+            return tz
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    return "UTC"
+
+
+class Settings(BaseSettings):
+    """All non-secret settings. ``data_dir`` holds JetStream files, logs, read models, group folders and the
+    WhatsApp session."""
+
+    model_config = SettingsConfigDict(env_prefix="NANOCLAW_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Path("data")
+    assistant_name: str = Field("Andy", min_length=1, pattern=r"^\S(.*\S)?$")
+    assistant_has_own_number: bool = False
+    timezone: str = Field(default_factory=_default_timezone)
+    services: list[str] = Field(default_factory=lambda: ["projections"], description="what `nanoclaw up` runs")
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    harness: HarnessSettings = Field(default_factory=HarnessSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    channels: dict[str, Any] = Field(default_factory=dict)
+    router: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as Europe/Berlin, got {v!r}") from None
+        return v
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        # Explicit values (the YAML file, passed as init kwargs) lose to the environment: containers override files.
+        return env_settings, init_settings
+
+
+class NatsCredentials(_Section):
+    user: str | None = None
+    password: SecretStr | None = None
+    nkey_seed: SecretStr | None = None
+    creds_file: Path | None = None
+
+
+class Credentials(BaseSettings):
+    """Secrets. Read by the services that need them (the model proxy, the broker); never passed to sandboxes."""
+
+    model_config = SettingsConfigDict(env_prefix="NANOCLAW_CRED_", env_nested_delimiter="__", extra="forbid")
+
+    anthropic_api_key: SecretStr | None = None
+    claude_code_oauth_token: SecretStr | None = None
+    webhook_token: SecretStr | None = None
+    nats: NatsCredentials = Field(default_factory=NatsCredentials)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return env_settings, init_settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _explain(path: Path | None, exc: ValidationError) -> ConfigError:
+    where = str(path) if path else "environment"
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+        lines.append(f"  {key}: {msg}{got}")
+    return ConfigError(f"invalid configuration in {where}:\n" + "\n".join(lines))
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load ``config.yml`` (``path``, else ``$NANOCLAW_CONFIG``, else ``./config.yml`` if present).
+
+    Raises:
+        ConfigError: unreadable file or invalid keys (each named with its dotted path).
+    """
+    path = path or (Path(os.environ["NANOCLAW_CONFIG"]) if os.environ.get("NANOCLAW_CONFIG") else None)
+    if path is None and Path("config.yml").exists():
+        path = Path("config.yml")
+    data = _read_yaml(path) if path else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+
+
+def load_credentials(path: Path | None = None) -> Credentials:
+    """Load ``credentials.yml`` (``path``, else ``$NANOCLAW_CREDENTIALS``, else ``./credentials.yml`` if present).
+    A missing file gives empty credentials: each service says which secret it needs when it needs it.
+
+    Raises:
+        ConfigError: unreadable file or invalid keys.
+    """
+    path = path or (Path(os.environ["NANOCLAW_CREDENTIALS"]) if os.environ.get("NANOCLAW_CREDENTIALS") else None)
+    if path is None and Path("credentials.yml").exists():
+        path = Path("credentials.yml")
+    data = _read_yaml(path) if path else {}
+    try:
+        return Credentials(**data)
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]

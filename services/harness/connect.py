@@ -1,0 +1,62 @@
+"""Connecting to NATS with the settings and credentials every service shares."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from services.harness.config import Credentials, NatsSettings
+
+log = logging.getLogger("nanoclaw.nats")
+
+
+class NatsUnavailable(Exception):
+    """No NATS server answered at the configured URLs."""
+
+
+async def connect_nats(urls: list[str], settings: NatsSettings, credentials: Credentials | None = None, *,
+                       name: str = "nanoclaw", reconnect: bool = True) -> Client:
+    """Connect with automatic reconnection (forever, 1 s apart) and logged state changes.
+
+    Raises:
+        NatsUnavailable: nothing answered within ``settings.connect_timeout_s`` (names the URLs).
+    """
+    opts: dict[str, Any] = {
+        "servers": urls,
+        "name": name,
+        "connect_timeout": settings.connect_timeout_s,
+        "allow_reconnect": reconnect,
+        "max_reconnect_attempts": -1 if reconnect else 0,
+        "reconnect_time_wait": 1,
+        "error_cb": _on_error,
+        "disconnected_cb": _on_disconnected,
+        "reconnected_cb": _on_reconnected,
+    }
+    creds = credentials.nats if credentials else None
+    if creds:
+        if creds.user:
+            opts["user"] = creds.user
+            opts["password"] = creds.password.get_secret_value() if creds.password else None
+        if creds.nkey_seed:
+            opts["nkeys_seed_str"] = creds.nkey_seed.get_secret_value()
+        if creds.creds_file:
+            opts["user_credentials"] = str(creds.creds_file)
+    try:
+        return await nats.connect(**opts)
+    except (nats.errors.NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
+        raise NatsUnavailable(f"cannot reach NATS at {', '.join(urls)}: {exc or type(exc).__name__}") from exc
+
+
+async def _on_error(exc: Exception) -> None:
+    log.warning("nats error: %s", exc)
+
+
+async def _on_disconnected() -> None:
+    log.warning("disconnected from NATS; reconnecting")
+
+
+async def _on_reconnected() -> None:
+    log.info("reconnected to NATS")

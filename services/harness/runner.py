@@ -1,0 +1,225 @@
+"""The thin NATS adapter that runs a :class:`~services.harness.service.Service`.
+
+- One durable pull consumer per service (``svc_<name>``) filtered to the event types it handles; explicit
+  ack only after the handler's emits are stored; a bounded ``max_deliver``.
+- A message that still fails on its last delivery, or that cannot be parsed or validated at all, is copied to
+  the dead-letter stream (``nc.dlq.<service>``) with the error in headers, a ``MessageDeadLettered`` event is
+  appended, and the message is acked: it is kept, never dropped, and the service keeps running.
+- Graceful stop: the fetched batch is finished and acked, then tasks are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+
+from events.catalogue.system import MessageDeadLettered
+from events.envelope import CloudEvent, decode_events, new_commit, utcnow
+from events.errors import ConcurrencyError, EventStoreError, InvalidEvent, UnknownEventType
+from events.catalogue.types import iso_utc
+from events.store.port import AppendResult, EventStore
+from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_STREAM, event_filter
+from services.harness.config import HarnessSettings
+from services.harness.logging import bind_event, get_logger
+from services.harness.metrics import Metrics
+from services.harness.service import Delivery, Emit, Service
+
+_APPEND_RETRIES = 5
+
+
+class PoisonMessage(Exception):
+    """The message can never be handled (unparseable, unknown or invalid event): dead-letter it at once."""
+
+
+def consumer_name(service: str) -> str:
+    return f"svc_{service}"
+
+
+async def append_emit(store: EventStore, emit: Emit, *, source: str, msg_id: str,
+                      causation: CloudEvent | None = None) -> AppendResult:
+    """Append one :class:`Emit`. With ``expected_seq=None`` the commit goes after the aggregate's current head
+    (re-read on a race).
+
+    Raises:
+        ConcurrencyError: the emit's expectation is stale (the handler decided on old state).
+    """
+    for attempt in range(_APPEND_RETRIES):
+        seq, version = emit.expected_seq, emit.base_version
+        if seq is None or version is None:
+            head = await store.head(emit.aggregate)
+            seq = head.seq if seq is None else seq
+            version = head.version if version is None else version
+        commit = new_commit(emit.aggregate, list(emit.payloads), version=version, source=source,
+                            msg_id=emit.msg_id or msg_id, causation=causation)
+        try:
+            return await store.append(commit, expected_seq=seq)
+        except ConcurrencyError:
+            if emit.expected_seq is not None or attempt == _APPEND_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class ServiceRunner:
+    service: Service
+    nc: Client
+    store: EventStore
+    settings: HarnessSettings = field(default_factory=HarnessSettings)
+    metrics: Metrics = field(default_factory=Metrics)
+    stream: str = EVENT_STREAM
+
+    def __post_init__(self) -> None:
+        self.log = get_logger("nanoclaw.harness", service=self.service.name)
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.ready = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.nc.is_connected and all(not t.done() for t in self._tasks)
+
+    async def ensure_consumer(self) -> None:
+        """Create (or update) the service's durable consumer. Idempotent."""
+        if not self.service.handlers:
+            return
+        js = self.nc.jetstream()
+        filters = sorted({event_filter(*self._event_context(t)) for t in self.service.handlers})
+        config = api.ConsumerConfig(
+            name=consumer_name(self.service.name),
+            durable_name=consumer_name(self.service.name),
+            deliver_policy=api.DeliverPolicy.ALL,  # a new service catches up on history (e.g. groups added before `up`)
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait_s,
+            max_deliver=self.settings.max_deliver,
+            filter_subjects=filters,
+            max_ack_pending=1000,
+        )
+        await js.add_consumer(self.stream, config)
+
+    @staticmethod
+    def _event_context(event_type: str) -> tuple[str, str, str]:
+        from events.catalogue import payload_class
+
+        cls = payload_class(event_type)
+        return cls.context, cls.aggregate, event_type
+
+    async def start(self) -> None:
+        await self.ensure_consumer()
+        if self.service.on_start:
+            for i, emit in enumerate(await self.service.on_start(self.service.deps)):
+                await append_emit(self.store, emit, source=self.service.name, msg_id=f"start:{self.service.name}:{time.time_ns()}:{i}")
+        if self.service.handlers:
+            self._tasks.append(asyncio.create_task(self._consume(), name=f"{self.service.name}-consume"))
+        for task in self.service.tasks:
+            self._tasks.append(asyncio.create_task(task(self.service.deps), name=f"{self.service.name}-task"))
+        self.ready = True
+        self.log.info("service started", handlers=sorted(self.service.handlers))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.ready = False
+        for t in self._tasks:
+            if t.get_name().endswith("-consume"):
+                try:
+                    await asyncio.wait_for(t, self.settings.ack_wait_s)
+                except asyncio.TimeoutError:
+                    t.cancel()
+            else:
+                t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.log.info("service stopped")
+
+    async def _consume(self) -> None:
+        js = self.nc.jetstream()
+        psub = None
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                if psub is None:
+                    psub = await js.pull_subscribe_bind(consumer_name(self.service.name), self.stream)
+                msgs = await psub.fetch(self.settings.fetch_batch, timeout=1.0)
+                backoff = 0.2
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError, nats.js.errors.APIError,
+                    nats.errors.Error, OSError) as exc:
+                self.log.warning("fetch failed; retrying", error=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for msg in msgs:
+                await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        meta = msg.metadata
+        self.metrics.lag.labels(self.service.name).set(meta.num_pending)
+        started = time.perf_counter()
+        event_type = "?"
+        try:
+            try:
+                events = decode_events(msg.data)
+            except InvalidEvent as exc:
+                raise PoisonMessage(str(exc)) from exc
+            for index, ce in enumerate(events):
+                handler = self.service.handlers.get(ce.eventtype)
+                if handler is None:
+                    continue
+                event_type = ce.eventtype
+                with bind_event(self.service.name, ce.eventtype, ce.correlationid):
+                    try:
+                        payload = ce.payload()
+                    except (InvalidEvent, UnknownEventType) as exc:
+                        raise PoisonMessage(str(exc)) from exc
+                    emits = await handler(Delivery(ce, payload, meta.sequence.stream, msg.subject), self.service.deps)
+                    for i, emit in enumerate(emits or ()):
+                        await append_emit(self.store, emit, source=self.service.name,
+                                          msg_id=f"{ce.id}:{self.service.name}:{i}", causation=ce)
+            await msg.ack()
+            self.metrics.handled.labels(self.service.name, event_type).inc()
+        except PoisonMessage as exc:
+            await self._dead_letter(msg, f"cannot parse: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            self.metrics.failed.labels(self.service.name, event_type).inc()
+            if meta.num_delivered >= self.settings.max_deliver:
+                await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+            else:
+                delays = self.settings.retry_delays_s or [1.0]
+                delay = delays[min(meta.num_delivered - 1, len(delays) - 1)]
+                level = "info" if isinstance(exc, ConcurrencyError) else "warning"
+                getattr(self.log, level)("handler failed; will retry", subject=msg.subject, seq=meta.sequence.stream,
+                                         delivery=meta.num_delivered, retry_in_s=delay, error=str(exc),
+                                         exc_info=level == "warning" and not isinstance(exc, EventStoreError))
+                await msg.nak(delay=delay)
+        finally:
+            self.metrics.latency.labels(self.service.name).observe(time.perf_counter() - started)
+
+    async def _dead_letter(self, msg: Msg, error: str) -> None:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        clean = " ".join(error.split())[:2000]  # header values cannot carry newlines
+        headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
+        headers.update({
+            "Nats-Msg-Id": f"dlq:{self.service.name}:{seq}",
+            "Nc-Error": clean,
+            "Nc-Service": self.service.name,
+            "Nc-Original-Subject": msg.subject,
+            "Nc-Original-Seq": str(seq),
+            "Nc-Deliveries": str(meta.num_delivered),
+        })
+        ack = await self.nc.jetstream().publish(f"{DEAD_LETTER_PREFIX}.{self.service.name}", msg.data,
+                                                headers=headers, stream=DEAD_LETTER_STREAM)
+        notice = MessageDeadLettered(service=self.service.name, subject=msg.subject, stream_seq=seq,
+                                     deliveries=meta.num_delivered, error=clean, dead_letter_seq=ack.seq, at=iso_utc(utcnow()))
+        await append_emit(self.store, Emit.append(self.service.name, notice), source=self.service.name,
+                          msg_id=f"dlq-event:{self.service.name}:{seq}")
+        await msg.ack()
+        self.metrics.dead_lettered.labels(self.service.name).inc()
+        self.log.error("message dead-lettered", subject=msg.subject, seq=seq, deliveries=meta.num_delivered,
+                       error=clean, dead_letter_seq=ack.seq)

@@ -1,0 +1,88 @@
+"""What a service is: pure handlers plus a declaration the adapter (:mod:`services.harness.runner`) runs.
+
+A handler receives one event and the service's dependency object (read ports only: aggregate loads,
+read models, clocks) and returns the events to append as :class:`Emit` values. It performs no writes and
+no network I/O of its own; the adapter appends what it returns (idempotently: message ids are derived from
+the causing event), then acks. Channel I/O that is not the bus (WhatsApp, HTTP, Docker) lives in the
+service's ``tasks`` (long-running coroutines started with the service).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+from events.aggregate import NcAggregate, pending_payloads
+from events.catalogue.base import EventPayload
+from events.envelope import AggregateRef, CloudEvent
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Events to append to one aggregate as one commit.
+
+    ``expected_seq``: the aggregate's last commit seq the decision was based on (0: must be new); ``None``
+    appends after whatever the aggregate holds (for facts that do not depend on its state).
+    ``msg_id``: the idempotency key; by default derived from the causing event, the service and the emit's
+    position, so a redelivered message produces the same keys.
+    ``base_version``: the aggregate version before these events, when the handler knows it (else read from
+    the aggregate's head).
+    """
+
+    aggregate: AggregateRef
+    payloads: tuple[EventPayload, ...]
+    expected_seq: int | None = None
+    msg_id: str | None = None
+    base_version: int | None = None
+
+    @classmethod
+    def new(cls, aggregate_id: str, *payloads: EventPayload, msg_id: str | None = None) -> "Emit":
+        """Events that create an aggregate (it must not exist yet)."""
+        return cls(AggregateRef.for_payload(payloads[0], aggregate_id), payloads, 0, msg_id, 0)
+
+    @classmethod
+    def append(cls, aggregate_id: str, *payloads: EventPayload, msg_id: str | None = None) -> "Emit":
+        """Facts appended to an aggregate whatever its current state."""
+        return cls(AggregateRef.for_payload(payloads[0], aggregate_id), payloads, None, msg_id)
+
+    @classmethod
+    def of(cls, aggregate: NcAggregate, msg_id: str | None = None) -> "Emit | None":
+        """The pending events of an aggregate loaded and changed by a handler (None if nothing changed)."""
+        payloads = pending_payloads(aggregate)
+        if not payloads:
+            return None
+        return cls(type(aggregate).ref(aggregate.id), tuple(payloads), aggregate.last_seq, msg_id,
+                   aggregate.version - len(payloads))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event as delivered to a handler."""
+
+    event: CloudEvent
+    payload: EventPayload
+    stream_seq: int
+    subject: str
+
+
+Handler = Callable[[Delivery, Any], Awaitable[Sequence[Emit]]]
+Task = Callable[[Any], Awaitable[None]]
+
+
+@dataclass
+class Service:
+    """A service declaration.
+
+    Args:
+        name: service name (``[a-z][a-z0-9_-]*``); also names its durable consumer ``svc_<name>``.
+        handlers: event type → handler.
+        deps: the dependency object passed to every handler and task.
+        tasks: long-running coroutines (channel connections, HTTP servers, timers) started with the service.
+        on_start: called once before consuming (e.g. start-up recovery); returns emits like a handler.
+    """
+
+    name: str
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    deps: Any = None
+    tasks: list[Task] = field(default_factory=list)
+    on_start: Callable[[Any], Awaitable[Sequence[Emit]]] | None = None
