@@ -45,7 +45,7 @@ class Repository:
         else:
             agg = replay(cls, await self.store.load(ref))
         if agg is not None:
-            self._remember(key, agg)
+            self._remember(key, copy.deepcopy(agg))
         return agg
 
     async def save(

@@ -29,12 +29,16 @@ async def connect_nats(urls: list[str], settings: NatsSettings, credentials: Cre
         "name": name,
         "connect_timeout": settings.connect_timeout_s,
         "allow_reconnect": reconnect,
-        "max_reconnect_attempts": -1 if reconnect else 0,
+        "max_reconnect_attempts": -1 if reconnect else 1,  # 0 would mean "forever" in nats-py
         "reconnect_time_wait": 1,
-        "error_cb": _on_error,
-        "disconnected_cb": _on_disconnected,
-        "reconnected_cb": _on_reconnected,
     }
+    nc = Client()
+
+    async def on_disconnected() -> None:
+        if not (nc.is_closed or nc.is_draining):  # closing on purpose also fires this callback
+            log.warning("disconnected from NATS; reconnecting")
+
+    opts.update(error_cb=_on_error, disconnected_cb=on_disconnected, reconnected_cb=_on_reconnected)
     creds = credentials.nats if credentials else None
     if creds:
         if creds.user:
@@ -45,17 +49,14 @@ async def connect_nats(urls: list[str], settings: NatsSettings, credentials: Cre
         if creds.creds_file:
             opts["user_credentials"] = str(creds.creds_file)
     try:
-        return await nats.connect(**opts)
+        await nc.connect(**opts)
+        return nc
     except (nats.errors.NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
         raise NatsUnavailable(f"cannot reach NATS at {', '.join(urls)}: {exc or type(exc).__name__}") from exc
 
 
 async def _on_error(exc: Exception) -> None:
     log.warning("nats error: %s", exc)
-
-
-async def _on_disconnected() -> None:
-    log.warning("disconnected from NATS; reconnecting")
 
 
 async def _on_reconnected() -> None:

@@ -96,7 +96,9 @@ class EmbeddedNats:
         conf.write_text(self.config_text())
         log_path = self.log_file or store / "nats-server.log"
         out = open(log_path, "ab")
-        self.proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+        # A session of its own: Ctrl+C in the terminal must reach us, not the server, so we can drain first.
+        self.proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         out.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -8,12 +8,21 @@ Rules (stack-notes §1.3–1.4):
 - After the first successful connect whatsmeow reconnects by itself (``DisconnectedEv`` … ``ConnectedEv``).
   Never call ``connect()`` again on a disconnect: that starts a second Go client on the same session
   (upstream #57). So :func:`register_handlers` only *reports* disconnects.
-- Terminal states need the user: logged out, stream replaced, temporary ban, connect failure. Each becomes a
-  ``ChannelStatusChanged`` whose ``action`` says what to do.
+- Some states need the user: not paired, logged out, stream replaced, temporary ban, connect refused. Each
+  becomes a ``ChannelStatusChanged`` whose ``action`` says what to do; during the first connect they end the
+  attempt with :class:`ConnectBlocked`, which is never retried.
 - Handlers must be registered before ``connect()``: the subscription list is serialised into the Go call.
 
 NanoClaw v1 (nanoclaw-behaviour §21.5) exits on ``loggedOut`` and on a QR prompt; here the gateway reports
-and leaves the decision to its supervisor.
+and leaves the decision (stop the client, exit) to its caller.
+
+Typical use::
+
+    signals = ConnectionSignals()
+    register_handlers(client, on_message, on_status, signals=signals, db_path=str(session_db))
+    task = await connect_with_retry(lambda: first_connect(client, signals), on_retry=publish_retrying)
+    ...                                   # runs until shutdown or a status in NEEDS_USER
+    await client.stop()                   # always (upstream #173)
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
@@ -61,13 +71,43 @@ STATUS_EVENTS: tuple[type[ProtoMessage], ...] = (
     TemporaryBanEv, ConnectFailureEv, ClientOutdatedEv,
 )
 
+# Statuses the catalogue says need the user (ChannelStatusChanged docstring): whatsmeow will not get past them.
+NEEDS_USER = frozenset({"logged_out", "stream_replaced", "temporary_ban", "connect_failed"})
+
 
 class ConnectGaveUp(RuntimeError):
     """:func:`connect_with_retry` used all its attempts; ``__cause__`` is the last error."""
 
 
-class NotPaired(RuntimeError):
-    """WhatsApp asked for a QR scan during a normal start: no device is stored in the session database."""
+class ConnectBlocked(RuntimeError):
+    """The first connect reached a state only the user can fix (not paired, logged out, banned, replaced,
+    outdated). Never retried. ``status`` is the payload that was reported, with its ``action``."""
+
+    def __init__(self, status: ChannelStatusChanged) -> None:
+        super().__init__(f"WhatsApp {status.status}: {status.detail}; {status.action}")
+        self.status = status
+
+
+@dataclass
+class ConnectionSignals:
+    """Shared between :func:`register_handlers` (which sets them) and :func:`first_connect` (which waits).
+
+    Attributes:
+        connected: set on every ``ConnectedEv``.
+        blocked: set when a status in :data:`NEEDS_USER` arrives (or WhatsApp asks for a QR code);
+            ``blocking_status`` holds that payload.
+    """
+
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    blocked: asyncio.Event = field(default_factory=asyncio.Event)
+    blocking_status: ChannelStatusChanged | None = None
+
+    def note(self, status: ChannelStatusChanged) -> None:
+        if status.status == "connected":
+            self.connected.set()
+        elif status.status in NEEDS_USER:
+            self.blocking_status = status
+            self.blocked.set()
 
 
 def connect_backoff(attempt: int, *, base: float = CONNECT_BACKOFF_BASE_SECONDS,
@@ -101,7 +141,8 @@ async def connect_with_retry(
         attempts: give up after this many failures; ``None`` retries forever.
         backoff: failure number (1-based) → seconds.
         sleep: ``asyncio.sleep``; inject a fake in tests.
-        retry_on: exceptions that mean "try again". Others (e.g. :class:`NotPaired`) propagate at once.
+        retry_on: exceptions that mean "try again"; others propagate at once, and :class:`ConnectBlocked`
+            always does.
         on_retry: called as ``(failure_number, delay_seconds, error)`` before each sleep (may be async), e.g.
             to publish :func:`status_retrying`.
 
@@ -110,12 +151,15 @@ async def connect_with_retry(
 
     Raises:
         ConnectGaveUp: ``attempts`` failures in a row (``__cause__`` = the last error).
+        ConnectBlocked: at once (the user has to act first).
         Any exception outside ``retry_on``; ``asyncio.CancelledError`` is never swallowed.
     """
     failures = 0
     while True:
         try:
             return await connect()
+        except ConnectBlocked:
+            raise
         except retry_on as exc:
             failures += 1
             if attempts is not None and failures >= attempts:
@@ -129,38 +173,47 @@ async def connect_with_retry(
             await sleep(delay)
 
 
-async def first_connect(client: NewAClient, connected: asyncio.Event, *,
-                        not_paired: asyncio.Event | None = None) -> asyncio.Task:
-    """One connect attempt: start the Go client and wait until it is connected or has failed.
+async def first_connect(client: NewAClient, signals: ConnectionSignals, *, timeout: float | None = 120.0) -> asyncio.Task:
+    """One connect attempt: start the Go client and wait until it is connected, has failed, or is blocked.
 
-    ``connected`` must be set by the ``ConnectedEv`` handler (:func:`register_handlers` does it when given
-    the same event); ``not_paired`` by the QR callback.
+    ``signals`` must be the object given to :func:`register_handlers` for ``client``.
 
     Returns:
         The running client task (keep it; ``await client.stop()`` on shutdown).
 
     Raises:
-        neonize.exc.NeonizeError: the dial failed (retryable).
-        NotPaired: a QR code was requested (not retryable: pair first).
+        neonize.exc.NeonizeError: the dial failed (retryable; the Go client has already returned).
+        TimeoutError: neither connected nor failed within ``timeout`` seconds; the client was stopped first,
+            so a retry never runs two Go clients on one session (upstream #57).
+        ConnectBlocked: not paired, logged out, banned, replaced or outdated; the client was stopped.
         RuntimeError: the Go client returned without an error and without connecting.
     """
-    connected.clear()
+    signals.connected.clear()
+    signals.blocked.clear()
     task = await client.connect()
-    waits = {asyncio.ensure_future(connected.wait())}
-    if not_paired is not None:
-        waits.add(asyncio.ensure_future(not_paired.wait()))
+    waits = {asyncio.ensure_future(signals.connected.wait()), asyncio.ensure_future(signals.blocked.wait())}
     try:
-        await asyncio.wait({task, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *waits}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waits:
             w.cancel()
-    if connected.is_set():
+    if signals.connected.is_set():
         return task
     if task.done():
         task.result()  # re-raises the NeonizeError of a failed dial
         raise RuntimeError("the WhatsApp client stopped before connecting")
-    await client.stop()  # the Go side would keep rotating QR codes
-    raise NotPaired("no WhatsApp device is stored in the session database; run `nanoclaw whatsapp pair` first")
+    await _stop(client, task)  # otherwise the Go side keeps going (and keeps rotating QR codes)
+    if signals.blocked.is_set() and signals.blocking_status is not None:
+        raise ConnectBlocked(signals.blocking_status)
+    raise TimeoutError(f"WhatsApp did not connect within {timeout:.0f} s")
+
+
+async def _stop(client: NewAClient, task: asyncio.Task, grace: float = 10.0) -> None:
+    """Stop the Go client and give its task ``grace`` seconds to end, so a retry starts from nothing."""
+    await client.stop()
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if task in done and not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log "exception was never retrieved"
 
 
 def status_for_event(ev: ProtoMessage, now: datetime | None = None) -> ChannelStatusChanged | None:
@@ -243,17 +296,16 @@ def register_handlers(
     on_message: Callable[[MessageEv], Awaitable[None]],
     on_status: Callable[[ChannelStatusChanged], Awaitable[None]],
     *,
-    connected: asyncio.Event | None = None,
-    not_paired: asyncio.Event | None = None,
+    signals: ConnectionSignals | None = None,
     db_path: str = "",
 ) -> None:
     """Register the gateway's handlers on ``client``. Call once, before ``client.connect()``.
 
     - ``MessageEv`` → ``await on_message(ev)``, one at a time in arrival order.
-    - Connection events (:data:`STATUS_EVENTS`) → ``await on_status(status_for_event(ev))``; ``ConnectedEv``
-      also sets ``connected``. A disconnect is only reported: whatsmeow reconnects by itself.
-    - A QR request (nothing paired) → ``on_status(status_not_paired(db_path))`` once, sets ``not_paired``, and
-      does **not** print the QR (pairing is ``nanoclaw whatsapp pair``'s job, not the service log's).
+    - Connection events (:data:`STATUS_EVENTS`) → ``await on_status(status_for_event(ev))`` and
+      ``signals.note(...)``. A disconnect is only reported: whatsmeow reconnects by itself.
+    - A QR request (nothing paired) → ``on_status(status_not_paired(db_path))`` once, and ``signals`` is
+      blocked. The QR is **not** printed: pairing is ``nanoclaw whatsapp pair``'s job, not the service log's.
 
     neonize keeps one handler per event type, so a later ``client.event(MessageEv)`` replaces ours.
 
@@ -268,6 +320,15 @@ def register_handlers(
     # The lock (FIFO in asyncio) keeps arrival order; the try/except makes failures visible.
     order = asyncio.Lock()
 
+    async def report(payload: ChannelStatusChanged) -> None:
+        if signals is not None:
+            signals.note(payload)  # before any await: first_connect must see it even if on_status is slow
+        async with order:  # a status change is ordered with the messages around it
+            try:
+                await on_status(payload)
+            except Exception:
+                log.exception("WhatsApp status handler failed for %s", payload.status)
+
     async def handle_message(_client: NewAClient, ev: MessageEv) -> None:
         async with order:
             try:
@@ -276,30 +337,17 @@ def register_handlers(
                 log.exception("WhatsApp message handler failed for message %s", ev.Info.ID)
 
     async def handle_status(_client: NewAClient, ev: ProtoMessage) -> None:
-        if isinstance(ev, ConnectedEv) and connected is not None:
-            connected.set()
         payload = status_for_event(ev)
-        if payload is None:
-            return
-        async with order:  # a status change is ordered with the messages around it
-            try:
-                await on_status(payload)
-            except Exception:
-                log.exception("WhatsApp status handler failed for %s", payload.status)
+        if payload is not None:
+            await report(payload)
 
     qr_seen = False
 
     async def handle_qr(_client: NewAClient, _data: bytes) -> None:
         nonlocal qr_seen
-        if qr_seen:  # whatsmeow calls back once per rotating code
-            return
-        qr_seen = True
-        if not_paired is not None:
-            not_paired.set()
-        try:
-            await on_status(status_not_paired(db_path))
-        except Exception:
-            log.exception("WhatsApp status handler failed for the not-paired report")
+        if not qr_seen:  # whatsmeow calls back once per rotating code
+            qr_seen = True
+            await report(status_not_paired(db_path))
 
     client.event(MessageEv)(handle_message)
     for event_type in STATUS_EVENTS:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sourced by ./nanoclaw and ./run-tests: make sure .venv exists and holds this checkout's dependencies.
+# Re-installs only when pyproject.toml changed (a stamp file records its hash), so later runs start at once.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$repo/.venv"
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "nanoclaw: Python 3.11 or newer is needed (found: $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+stamp="$venv/.installed-$(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "nanoclaw: installing dependencies into $venv (first run, or pyproject.toml changed)…" >&2
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+  "$venv/bin/python" -m pip install --quiet -e "$repo[test,whatsapp]" >&2
+  rm -f "$venv"/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,68 @@
+"""How CLI commands reach the bus: configured URLs, else the embedded server of a running `nanoclaw up`
+(its URL is in ``<data_dir>/run/nats.url``), else a temporary embedded server on the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+from typing import AsyncIterator
+from urllib.parse import urlparse
+
+from nats.aio.client import Client
+
+from events.store.jetstream import JetStreamEventStore
+from events.store.streams import StreamSettings, ensure_streams
+from services.harness.config import Credentials, Settings
+from services.harness.connect import connect_nats
+from services.harness.natsserver import EmbeddedNats
+
+
+def run_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "run" / "nats.url"
+
+
+def nats_store_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "nats"
+
+
+def running_embedded_url(settings: Settings) -> str | None:
+    """The URL of a running `nanoclaw up`'s embedded server, if one answers."""
+    path = run_file(settings)
+    if not path.exists():
+        return None
+    url = path.read_text().strip()
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout=0.5):
+            return url
+    except OSError:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def bus(settings: Settings, credentials: Credentials, *, name: str,
+              start_embedded: bool = True) -> AsyncIterator[tuple[Client, JetStreamEventStore]]:
+    """Yield a connection and the event store.
+
+    Raises:
+        NatsUnavailable: nothing reachable (and ``start_embedded`` is false or the server failed to start).
+    """
+    server = None
+    urls = settings.nats.urls
+    if not urls:
+        url = running_embedded_url(settings)
+        if url is None and start_embedded:
+            server = EmbeddedNats(nats_store_dir(settings), sync_always=settings.nats.sync_always).start()
+            url = server.url
+        urls = [url] if url else ["nats://127.0.0.1:4222"]
+    try:
+        nc = await connect_nats(urls, settings.nats, credentials, name=name, reconnect=False)
+        try:
+            await ensure_streams(nc.jetstream(), StreamSettings(settings.nats.stream_replicas, settings.nats.duplicate_window_s))
+            yield nc, JetStreamEventStore(nc, timeout=settings.nats.request_timeout_s)
+        finally:
+            await nc.close()
+    finally:
+        if server is not None:
+            server.stop()

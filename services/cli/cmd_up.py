@@ -1,0 +1,67 @@
+"""``nanoclaw up`` (everything in one process with the embedded NATS) and ``nanoclaw service NAME``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from services.cli.bus import nats_store_dir, run_file
+from services.cli.common import ConfigOption, CredentialsOption, console, load, run
+from services.cli.registry import builders
+from services.harness.host import Host
+from services.harness.natsserver import EmbeddedNats, free_port
+
+
+def up(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption,
+       port: int = typer.Option(4222, help="embedded NATS client port (a free one if taken)")) -> None:
+    """Run every service in this process; with no NATS URL configured, start the embedded nats-server."""
+    settings, creds = load(config, credentials, log_to_file=True)
+    available = builders()
+    unknown = [s for s in settings.services if s not in available]
+    if unknown:
+        console.print(f"[red]configuration error[/red]: services: unknown {unknown}; available: {sorted(available)}")
+        raise typer.Exit(2)
+    chosen = {name: available[name] for name in settings.services}
+    server = None
+    urls = settings.nats.urls
+    if not urls:
+        server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always).start()
+        urls = [server.url]
+        run_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        run_file(settings).write_text(server.url)
+        console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})")
+    console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
+    try:
+        run(Host(settings, creds, chosen, urls).run_until_signalled())
+    finally:
+        if server is not None:
+            run_file(settings).unlink(missing_ok=True)
+            server.stop()
+        console.print("NanoClaw Bus stopped")
+
+
+def service(name: str = typer.Argument(..., help="service to run"),
+            config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
+    """Run one service (for containers); NATS URLs come from config or NANOCLAW_NATS__URLS."""
+    settings, creds = load(config, credentials, log_to_file=True)
+    available = builders()
+    if name not in available:
+        console.print(f"[red]error[/red]: unknown service {name!r}; available: {', '.join(sorted(available))}")
+        raise typer.Exit(2)
+    if not settings.nats.urls:
+        console.print("[red]configuration error[/red]: nats.urls is empty; a single service needs a NATS server "
+                      "(set NANOCLAW_NATS__URLS='[\"nats://host:4222\"]', or use `nanoclaw up`)")
+        raise typer.Exit(2)
+    run(Host(settings, creds, {name: available[name]}, settings.nats.urls).run_until_signalled())
+
+
+def _port(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()

@@ -1,0 +1,10 @@
+"""The composition root's list of services: name → builder. The only module that imports every service."""
+
+from __future__ import annotations
+
+from services.harness.host import Builder
+from services.projector.service import build as build_projections
+
+
+def builders() -> dict[str, Builder]:
+    return {"projections": build_projections}

@@ -1,0 +1,1 @@
+"""The projections service (``nanoclaw service projections``): keeps the read-model database live."""

@@ -1,0 +1,105 @@
+"""The `nanoclaw` command end to end: up starts and stops cleanly, doctor tells the truth, audit works."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from events.envelope import AggregateRef, new_commit
+from events.store.jetstream import JetStreamEventStore
+from services.harness.natsserver import find_nats_server
+from tests.events.store_contract import CounterIncremented
+
+NANOCLAW = [sys.executable, "-m", "services.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
+    return subprocess.run(NANOCLAW + args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(NANOCLAW + ["up", "--port", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_file = tmp_path / "data" / "run" / "nats.url"
+    try:
+        deadline = time.monotonic() + 30
+        while not run_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert run_file.exists(), proc.stderr.read() if proc.poll() is not None else "no run file"
+        doctor = cli(["doctor"], tmp_path)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "✓ stream NC_EVENTS" in doctor.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "NanoClaw Bus stopped" in err and not run_file.exists()
+    assert (tmp_path / "data" / "logs" / "nanoclaw.log").read_text().count('"service started"') >= 1
+    leftover = subprocess.run(["pgrep", "-f", f"{find_nats_server()} -c {tmp_path}"], capture_output=True)
+    assert leftover.returncode == 1, "the embedded nats-server outlived `nanoclaw up`"
+
+
+def test_doctor_fails_and_says_why_when_nats_is_unreachable(tmp_path):
+    result = cli(["doctor"], tmp_path, {"NANOCLAW_NATS__URLS": '["nats://127.0.0.1:1"]', "NANOCLAW_NATS__CONNECT_TIMEOUT_S": "1"})
+    assert result.returncode == 1
+    assert "✗ NATS reachable: cannot reach NATS at nats://127.0.0.1:1" in result.stdout
+
+
+def test_a_bad_config_fails_at_boot_naming_the_key(tmp_path):
+    (tmp_path / "config.yml").write_text("harness:\n  max_deliver: 0\n")
+    result = cli(["doctor"], tmp_path)
+    assert result.returncode == 2 and "harness.max_deliver" in result.stderr
+
+
+async def test_audit_rebuild_and_verify_from_the_command_line(nats_server, tmp_path):
+    nc = await nats.connect(nats_server.url)
+    store = JetStreamEventStore(nc)
+    from events.store.streams import ensure_streams
+    await ensure_streams(nc.jetstream())
+    for i in range(20):
+        await store.append(new_commit(AggregateRef("test", "counter", f"k{i}"), [CounterIncremented(by=i)], version=0,
+                                      source="test"), expected_seq=0)
+    await nc.close()
+    env = {"NANOCLAW_NATS__URLS": f'["{nats_server.url}"]'}
+    rebuilt = tmp_path / "rebuilt.db"
+    result = cli(["audit", "rebuild", "--db", str(rebuilt)], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "20 event applications" in result.stdout
+    again = cli(["audit", "rebuild", "--db", str(rebuilt)], tmp_path, env)
+    assert again.returncode == 2 and "exists" in again.stderr
+    ok = cli(["audit", "verify", "--db", str(rebuilt)], tmp_path, env)
+    assert ok.returncode == 0 and "clean" in ok.stdout, ok.stdout + ok.stderr
+    import sqlite3
+    db = sqlite3.connect(rebuilt)
+    db.execute("DELETE FROM event_log WHERE seq = 3")
+    db.commit()
+    db.close()
+    bad = cli(["audit", "verify", "--db", str(rebuilt)], tmp_path, env)
+    assert bad.returncode == 1 and "event_log" in bad.stdout and "differ" in bad.stdout
+
+
+def test_events_tail_prints_events_readably(nats_server, tmp_path):
+    import asyncio
+
+    async def seed():
+        nc = await nats.connect(nats_server.url)
+        from events.store.streams import ensure_streams
+        await ensure_streams(nc.jetstream())
+        await JetStreamEventStore(nc).append(new_commit(AggregateRef("test", "counter", "a@g.us"),
+                                             [CounterIncremented(by=7)], version=0, source="test"), expected_seq=0)
+        await nc.close()
+
+    asyncio.run(seed())
+    result = cli(["events", "tail", "--since", "0", "--limit", "1"], tmp_path, {"NANOCLAW_NATS__URLS": f'["{nats_server.url}"]'})
+    assert result.returncode == 0, result.stderr
+    assert "CounterIncremented test.counter/a@g.us v1" in result.stdout and '{"by": 7}' in result.stdout

@@ -1,0 +1,64 @@
+"""Configuration: YAML files into pydantic models, environment overrides, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.harness.config import ConfigError, load_credentials, load_settings
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.assistant_name == "Andy" and s.nats.urls == [] and s.nats.sync_always is True
+
+
+def test_a_wrong_type_names_the_dotted_key_and_what_was_expected(tmp_path):
+    path = write(tmp_path, "nats:\n  stream_replicas: lots\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(path) in str(info.value) and "nats.stream_replicas" in str(info.value) and "integer" in str(info.value)
+
+
+def test_an_unknown_key_is_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"nats\.url: unknown key"):
+        load_settings(write(tmp_path, "nats:\n  url: nats://x\n"))
+
+
+def test_an_invalid_time_zone_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="timezone: .*IANA"):
+        load_settings(write(tmp_path, "timezone: Mars/Olympus\n"))
+
+
+def test_yaml_that_does_not_parse_names_the_file(tmp_path):
+    path = write(tmp_path, "nats: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(path)
+
+
+def test_environment_variables_override_the_file(tmp_path, monkeypatch):
+    path = write(tmp_path, "assistant_name: Bob\nnats:\n  urls: ['nats://file:4222']\n")
+    monkeypatch.setenv("NANOCLAW_NATS__URLS", '["nats://n1:4222","nats://n2:4222"]')
+    monkeypatch.setenv("NANOCLAW_ASSISTANT_NAME", "Claw")
+    s = load_settings(path)
+    assert s.nats.urls == ["nats://n1:4222", "nats://n2:4222"] and s.assistant_name == "Claw"
+
+
+def test_credentials_are_secret_and_validated(tmp_path):
+    creds = load_credentials(write(tmp_path, "anthropic_api_key: sk-test-123\n", "credentials.yml"))
+    assert "sk-test-123" not in repr(creds) and creds.anthropic_api_key.get_secret_value() == "sk-test-123"
+    with pytest.raises(ConfigError, match="anthropic_key: unknown key"):
+        load_credentials(write(tmp_path, "anthropic_key: x\n", "bad.yml"))
+
+
+def test_the_credentials_template_is_a_valid_credentials_file():
+    template = Path(__file__).resolve().parents[2] / "credentials.yml.dist"
+    load_credentials(template)
