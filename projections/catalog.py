@@ -4,8 +4,9 @@ and what `nanoclaw audit rebuild|verify` replays."""
 from __future__ import annotations
 
 from projections.base import Projection
+from projections.chat import chat_projections
 from projections.event_log import EventLog
 
 
 def all_projections() -> list[Projection]:
-    return [EventLog()]
+    return [EventLog(), *chat_projections()]

@@ -54,7 +54,8 @@ class ProjectionRunner:
                         self.db.execute(f'DROP TABLE IF EXISTS "{table}"')
                     state = None
                 for ddl in p.tables.values():
-                    self.db.executescript(ddl) if ";" in ddl.strip().rstrip(";") else self.db.execute(ddl)
+                    for statement in filter(str.strip, ddl.split(";")):  # executescript would COMMIT our transaction
+                        self.db.execute(statement)
                 if state is None:
                     set_tracking(self.db, p.name, p.version, 0)
                 self.positions[p.name] = state[1] if state else 0

@@ -43,6 +43,24 @@ class GroupUpdated(EventPayload):
     container_config: dict[str, Any] | None = None
 
 
+class GroupReinstated(EventPayload):
+    """A removed group was registered again, with these settings (same fields as ``GroupRegistered``).
+    Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "group"
+
+    jid: str
+    name: str
+    folder: str = Field(pattern=FOLDER_PATTERN)
+    trigger: str
+    requires_trigger: bool = True
+    is_main: bool = False
+    channel: str = "whatsapp"
+    container_config: dict[str, Any] | None = None
+    added_at: UtcTimestamp
+
+
 class GroupRemoved(EventPayload):
     """A group was unregistered (its messages and folder are kept). Aggregate id: the chat JID."""
 
@@ -50,6 +68,17 @@ class GroupRemoved(EventPayload):
     aggregate = "group"
 
     jid: str
+
+
+class ConversationStarted(EventPayload):
+    """The router's first decision for a chat (committed together with that decision). Aggregate id: the chat
+    JID. ``cursor`` is the recovered agent cursor (v1: the newest bot message, else empty)."""
+
+    context = "router"
+    aggregate = "conversation"
+
+    chat_jid: str
+    cursor: str = ""
 
 
 class AgentTurnRequested(EventPayload):
@@ -98,5 +127,6 @@ class AgentCursorRolledBack(EventPayload):
 
     chat_jid: str
     run_id: str
+    turn_id: str
     cursor: str
     reason: str

@@ -47,9 +47,7 @@ class JetStreamEventStore:
         self._load_batch = load_batch
 
     async def append(self, commit: Commit, *, expected_seq: int) -> AppendResult:
-        subject, headers, body = commit.encode()
-        headers[_EXPECT_SEQ] = str(expected_seq)
-        headers[_EXPECT_SUBJECT] = commit.aggregate.subject()
+        subject, headers, body = append_message(commit, expected_seq=expected_seq)
         try:
             ack = await self._js.publish(subject, body, headers=headers, stream=self._stream)
         except BadRequestError as exc:
@@ -165,6 +163,15 @@ class JetStreamEventStore:
                     return
         finally:
             await sub.unsubscribe()
+
+
+def append_message(commit: Commit, *, expected_seq: int) -> tuple[str, dict[str, str], bytes]:
+    """``(subject, headers, body)`` that :meth:`JetStreamEventStore.append` publishes for ``commit``: the
+    commit's own message plus the optimistic-concurrency headers (bench/ publishes the same messages in bulk)."""
+    subject, headers, body = commit.encode()
+    headers[_EXPECT_SEQ] = str(expected_seq)
+    headers[_EXPECT_SUBJECT] = commit.aggregate.subject()
+    return subject, headers, body
 
 
 def _parse_time(value: str | None) -> datetime | None:

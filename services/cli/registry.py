@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from services.harness.host import Builder
 from services.projector.service import build as build_projections
+from services.router.service import build as build_router
 
 
 def builders() -> dict[str, Builder]:
-    return {"projections": build_projections}
+    return {"projections": build_projections, "router": build_router}

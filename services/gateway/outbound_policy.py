@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 DEFAULT_MESSAGES_PER_MINUTE = 20.0
 DEFAULT_BURST = 5
-SEND_RETRY_BASE_SECONDS = 5.0  # NanoClaw v1 BASE_RETRY_MS / the WhatsApp reconnect delay (nanoclaw-behaviour §2, §21.5)
+# NanoClaw v1's BASE_RETRY_MS and WhatsApp reconnect delay are both 5 s (nanoclaw-behaviour §2, §21.5).
+SEND_RETRY_BASE_SECONDS = 5.0
 SEND_RETRY_CAP_SECONDS = 300.0
 
 
@@ -79,7 +80,8 @@ class ChatRateLimiter:
             del self._buckets[jid]
 
 
-def send_retry_delay(attempt: int, *, base: float = SEND_RETRY_BASE_SECONDS, cap: float = SEND_RETRY_CAP_SECONDS) -> float:
+def send_retry_delay(attempt: int, *, base: float = SEND_RETRY_BASE_SECONDS,
+                     cap: float = SEND_RETRY_CAP_SECONDS) -> float:
     """Seconds to wait before retry number ``attempt`` (1 = the first retry) of a send that failed or found the
     channel disconnected: ``base * 2**(attempt-1)``, capped at ``cap``. 5, 10, 20, 40, … 300 s by default.
 

@@ -28,7 +28,7 @@ from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_STREAM
 from services.harness.config import HarnessSettings
 from services.harness.logging import bind_event, get_logger
 from services.harness.metrics import Metrics
-from services.harness.service import Delivery, Emit, Service
+from services.harness.service import Delivery, Emit, RetryLater, Service
 
 _APPEND_RETRIES = 5
 
@@ -96,7 +96,7 @@ class ServiceRunner:
             deliver_policy=api.DeliverPolicy.ALL,  # a new service catches up on history (e.g. groups added before `up`)
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.settings.ack_wait_s,
-            max_deliver=self.settings.max_deliver,
+            max_deliver=self.service.max_deliver or self.settings.max_deliver,
             filter_subjects=filters,
             max_ack_pending=1000,
         )
@@ -110,7 +110,12 @@ class ServiceRunner:
         return cls.context, cls.aggregate, event_type
 
     async def start(self) -> None:
+        if self.service.readmodel is not None:
+            await self.service.readmodel.start()
         await self.ensure_consumer()
+        if self.service.readmodel is not None:
+            # Start-up decisions (recovery) must see everything already in the log.
+            await self.service.readmodel.wait_for(await self.store.last_seq())
         if self.service.on_start:
             for i, emit in enumerate(await self.service.on_start(self.service.deps)):
                 await append_emit(self.store, emit, source=self.service.name, msg_id=f"start:{self.service.name}:{time.time_ns()}:{i}")
@@ -134,6 +139,8 @@ class ServiceRunner:
                 t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.service.readmodel is not None:
+            await self.service.readmodel.stop()
         self.log.info("service stopped")
 
     async def _consume(self) -> None:
@@ -167,10 +174,11 @@ class ServiceRunner:
                 events = decode_events(msg.data)
             except InvalidEvent as exc:
                 raise PoisonMessage(str(exc)) from exc
-            for index, ce in enumerate(events):
-                handler = self.service.handlers.get(ce.eventtype)
-                if handler is None:
-                    continue
+            wanted = [ce for ce in events if ce.eventtype in self.service.handlers]
+            if wanted and self.service.readmodel is not None:
+                await self.service.readmodel.wait_for(meta.sequence.stream)
+            for ce in wanted:
+                handler = self.service.handlers[ce.eventtype]
                 event_type = ce.eventtype
                 with bind_event(self.service.name, ce.eventtype, ce.correlationid):
                     try:
@@ -185,6 +193,10 @@ class ServiceRunner:
             self.metrics.handled.labels(self.service.name, event_type).inc()
         except PoisonMessage as exc:
             await self._dead_letter(msg, f"cannot parse: {exc}")
+        except RetryLater as exc:
+            self.log.info("handler asked to retry later", subject=msg.subject, seq=meta.sequence.stream,
+                          reason=str(exc), retry_in_s=exc.delay_s)
+            await msg.nak(delay=exc.delay_s)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
             self.metrics.failed.labels(self.service.name, event_type).inc()
             if meta.num_delivered >= self.settings.max_deliver:

@@ -79,6 +79,10 @@ class Service:
         deps: the dependency object passed to every handler and task.
         tasks: long-running coroutines (channel connections, HTTP servers, timers) started with the service.
         on_start: called once before consuming (e.g. start-up recovery); returns emits like a handler.
+        readmodel: the service's private read model (:class:`projections.readmodel.LocalReadModel`): started
+            first, and caught up to each delivered event before its handler runs.
+        max_deliver: server-side delivery limit for this service's consumer (None: the harness setting; -1:
+            unlimited, for services whose handlers raise :class:`RetryLater` while a channel is down).
     """
 
     name: str
@@ -86,3 +90,15 @@ class Service:
     deps: Any = None
     tasks: list[Task] = field(default_factory=list)
     on_start: Callable[[Any], Awaitable[Sequence[Emit]]] | None = None
+    readmodel: Any = None
+    max_deliver: int | None = None
+
+
+class RetryLater(Exception):
+    """Raised by a handler when a dependency outside the bus is temporarily unavailable (a channel is
+    disconnected, a rate limit applies): the message is redelivered after ``delay_s`` and this never counts
+    towards dead-lettering."""
+
+    def __init__(self, reason: str, delay_s: float = 5.0):
+        super().__init__(reason)
+        self.delay_s = delay_s

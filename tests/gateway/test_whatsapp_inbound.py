@@ -171,6 +171,24 @@ async def test_a_longer_number_that_starts_with_the_bots_lid_is_not_rewritten(wi
     assert got.text == "ping @840001112"
 
 
+async def test_the_assistant_name_is_inserted_literally_even_with_regex_characters(wire, build):
+    ctx = InboundContext(assistant_name=r"R2\1", bot_lid_user="84000111")
+    got = await wire.translate(build.message("@84000111 hi"), ctx)
+    assert got.text == r"@R2\1 hi"
+
+
+async def test_with_its_own_number_a_mention_of_the_bots_phone_number_is_rewritten_too(wire, build):
+    ctx = InboundContext(assistant_name="Andy", has_own_number=True, bot_phone_user="4915100000")
+    got = await wire.translate(build.message("@4915100000 hello"), ctx)
+    assert got.text == "@Andy hello"
+
+
+async def test_on_a_shared_number_a_mention_of_the_owners_phone_number_is_left_alone(wire, build):
+    ctx = InboundContext(assistant_name="Andy", has_own_number=False, bot_phone_user="4915100000")
+    got = await wire.translate(build.message("@4915100000 are you coming?"), ctx)
+    assert got.text == "@4915100000 are you coming?"
+
+
 # --- LID translation ---------------------------------------------------------------------------------------
 
 async def test_a_dm_from_a_lid_is_translated_to_the_phone_jid_from_sender_alt(wire, build):

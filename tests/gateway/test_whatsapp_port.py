@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from neonize.proto.Neonize_pb2 import JID, GroupInfo, GroupName, SendResponse
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia
@@ -10,9 +12,9 @@ from services.gateway.whatsapp.port import NeonizePort, WhatsAppNotConnected, Wh
 
 
 @pytest.fixture
-def started(wire):
-    """A real NewAClient that looks started (connect_task set), with its Go calls replaced by recorders."""
-    wire.client.connect_task = object()
+async def started(wire):
+    """A real NewAClient that looks running (a pending connect task); tests replace its Go calls."""
+    wire.client.connect_task = asyncio.get_running_loop().create_future()
     wire.client.calls = []
     return wire.client
 
@@ -34,6 +36,14 @@ async def test_calls_before_the_first_connect_raise_instead_of_reaching_a_nil_go
 
 async def test_lid_lookup_before_the_first_connect_is_unknown(wire):
     assert await NeonizePort(wire.client).pn_from_lid("9876543210@lid") is None
+
+
+async def test_calls_after_the_client_stopped_are_refused_too(started):
+    started.connect_task.set_result(None)  # Stop() removed the Go client and Neonize() returned
+    port = NeonizePort(started)
+    with pytest.raises(WhatsAppNotConnected):
+        await port.send_text("1@s.whatsapp.net", "hi")
+    assert await port.pn_from_lid("9876543210@lid") is None
 
 
 async def test_send_text_sends_a_plain_conversation_and_returns_id_and_seconds(started):

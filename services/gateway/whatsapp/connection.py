@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAIR_ACTION = "run `nanoclaw whatsapp pair` again to link this gateway to WhatsApp"
+UPGRADE_ACTION = "upgrade neonize (pip install -U 'nanoclaw-bus[whatsapp]') and restart the gateway"
+REPLACED_ACTION = ("make sure only one gateway uses this session database (stop the other one), "
+                   "then restart the gateway")
 CONNECT_BACKOFF_BASE_SECONDS = 2.0
 CONNECT_BACKOFF_CAP_SECONDS = 60.0
 
@@ -173,7 +176,8 @@ async def connect_with_retry(
             await sleep(delay)
 
 
-async def first_connect(client: NewAClient, signals: ConnectionSignals, *, timeout: float | None = 120.0) -> asyncio.Task:
+async def first_connect(client: NewAClient, signals: ConnectionSignals, *,
+                        timeout: float | None = 120.0) -> asyncio.Task:
     """One connect attempt: start the Go client and wait until it is connected, has failed, or is blocked.
 
     ``signals`` must be the object given to :func:`register_handlers` for ``client``.
@@ -237,30 +241,29 @@ def status_for_event(ev: ProtoMessage, now: datetime | None = None) -> ChannelSt
         return status("disconnected", f"keep-alive timed out ({ev.ErrorCount} misses); the link is degraded")
     if isinstance(ev, LoggedOutEv):
         when = "at connect" if ev.OnConnect else "while connected"
-        return status("logged_out", f"logged out {when} ({_reason(ev.Reason)}); the stored session is no longer valid",
-                      PAIR_ACTION)
+        return status("logged_out", f"logged out {when} ({_reason(ev.Reason)}); the stored session is no longer "
+                      "valid", PAIR_ACTION)
     if isinstance(ev, StreamReplacedEv):
-        return status("stream_replaced", "another client opened this WhatsApp session; whatsmeow does not reconnect",
-                      "make sure only one gateway uses this session database (stop the other one), then restart the gateway")
+        return status("stream_replaced", "another client opened this WhatsApp session; whatsmeow does not "
+                      "reconnect", REPLACED_ACTION)
     if isinstance(ev, TemporaryBanEv):
         code = TemporaryBanEv.TempBanReason.Name(ev.Code) if ev.HasField("Code") else "unknown reason"
-        hours = ev.Expire / 3600  # Expire is a duration in seconds (goneonize encoder: ban.Expire.Seconds())
-        return status("temporary_ban", f"WhatsApp temporarily banned this number ({code}), for {hours:.1f} h",
-                      f"wait {hours:.1f} h before restarting the gateway, and lower the outbound rate limit")
+        # Expire is a duration in seconds (goneonize encoder: int64(ban.Expire.Seconds())).
+        how_long = f"{ev.Expire / 3600:.1f} h" if ev.Expire > 0 else "an unknown time"
+        return status("temporary_ban", f"WhatsApp temporarily banned this number ({code}) for {how_long}",
+                      f"wait {how_long} before restarting the gateway, and lower the outbound rate limit")
     if isinstance(ev, ConnectFailureEv):
+        refused = f"connect refused: {_reason(ev.Reason)} {ev.Message}".strip()
         if ev.Reason in _LOGGED_OUT_REASONS:
-            return status("logged_out", f"connect refused: {_reason(ev.Reason)} {ev.Message}".strip(), PAIR_ACTION)
+            return status("logged_out", refused, PAIR_ACTION)
         if ev.Reason == ConnectFailureReason.TEMP_BANNED:
-            return status("temporary_ban", f"connect refused: temporarily banned {ev.Message}".strip(),
-                          "wait for the ban to expire before restarting the gateway")
+            return status("temporary_ban", refused, "wait for the ban to expire before restarting the gateway")
         if ev.Reason == ConnectFailureReason.CLIENT_OUTDATED:
-            return status("connect_failed", "WhatsApp says this client version is outdated",
-                          "upgrade neonize (pip install -U 'nanoclaw-bus[whatsapp]') and restart the gateway")
-        return status("connect_failed", f"connect refused: {_reason(ev.Reason)} {ev.Message}".strip(),
-                      "check the gateway log; restart the gateway once WhatsApp is reachable")
+            return status("connect_failed", "WhatsApp says this client version is outdated", UPGRADE_ACTION)
+        return status("connect_failed", refused, "check the gateway log; restart the gateway once WhatsApp is "
+                      "reachable")
     if isinstance(ev, ClientOutdatedEv):
-        return status("connect_failed", "WhatsApp says this client version is outdated",
-                      "upgrade neonize (pip install -U 'nanoclaw-bus[whatsapp]') and restart the gateway")
+        return status("connect_failed", "WhatsApp says this client version is outdated", UPGRADE_ACTION)
     return None
 
 
@@ -270,7 +273,8 @@ def status_not_paired(db_path: str, now: datetime | None = None) -> ChannelStatu
                                 action=PAIR_ACTION.replace(" again", ""), at=now or datetime.now(timezone.utc))
 
 
-def status_retrying(failures: int, delay: float, error: BaseException, now: datetime | None = None) -> ChannelStatusChanged:
+def status_retrying(failures: int, delay: float, error: BaseException,
+                    now: datetime | None = None) -> ChannelStatusChanged:
     """The payload for a failed first-connect attempt that will be retried (``status="connecting"``)."""
     return ChannelStatusChanged(channel="whatsapp", status="connecting",
                                 detail=f"attempt {failures} failed ({error}); retrying in {delay:.0f} s",
@@ -280,8 +284,8 @@ def status_retrying(failures: int, delay: float, error: BaseException, now: date
 def status_gave_up(error: BaseException, now: datetime | None = None) -> ChannelStatusChanged:
     """The payload after :class:`ConnectGaveUp`."""
     return ChannelStatusChanged(channel="whatsapp", status="connect_failed", detail=str(error),
-                                action="check the network (can this host reach web.whatsapp.com?), then restart the gateway",
-                                at=now or datetime.now(timezone.utc))
+                                action="check the network (can this host reach web.whatsapp.com?), then restart "
+                                       "the gateway", at=now or datetime.now(timezone.utc))
 
 
 def _reason(reason: int) -> str:
@@ -313,7 +317,8 @@ def register_handlers(
         RuntimeError: ``client`` is already connected (its subscription list was fixed at connect time).
     """
     if client.connect_task is not None:
-        raise RuntimeError("register WhatsApp handlers before client.connect(): neonize fixes the subscription list at connect")
+        raise RuntimeError("register WhatsApp handlers before client.connect(): neonize fixes the subscription "
+                           "list at connect")
 
     # neonize schedules each event with run_coroutine_threadsafe and never looks at the result, so an
     # exception in a handler vanishes; and two messages' handlers would interleave at their first await.

@@ -68,8 +68,8 @@ class InboundContext:
             its messages are recognised by ``is_from_me``).
         bot_lid_user: the user part of the logged-in account's LID (``client.me``/``get_me()``), or ``None``.
             ``@<bot_lid_user>`` in a message is rewritten to ``@<assistant_name>``.
-        bot_phone_user: the logged-in account's phone number (user part), or ``None``; only used to name the
-            author of a quoted message on an own-number install.
+        bot_phone_user: the logged-in account's phone number (user part), or ``None``; used on an own-number
+            install only: ``@<bot_phone_user>`` is rewritten too, and a quote of it is named the assistant.
         lid_resolver: LID store lookup after ``SenderAlt``/``RecipientAlt`` (see :mod:`lid`); ``None`` means
             unknown LIDs always pass through.
     """
@@ -106,10 +106,7 @@ async def to_message_received(ev: MessageEv, ctx: InboundContext) -> MessageRece
     chat_alt = src.RecipientAlt if src.IsFromMe else (src.SenderAlt if src.Chat.User == src.Sender.User else JID())
     chat = await _to_phone(chat, chat_alt, ctx)
 
-    if ctx.bot_lid_user:
-        # NanoClaw v1: a mention of the bot's LID is rewritten so the `@Andy` trigger matches. (?!\d) keeps
-        # @123 from matching inside @1234.
-        text = re.sub(rf"@{re.escape(ctx.bot_lid_user)}(?!\d)", f"@{ctx.assistant_name}", text)
+    text = _rewrite_bot_mentions(text, ctx)
 
     reply_id, reply_text, reply_name = await _quote(content, sender, ev.Info.Pushname, ctx)
     return MessageReceived(
@@ -136,6 +133,18 @@ def is_bot_message(text: str, *, is_from_me: bool, assistant_name: str, has_own_
     On a shared number the owner's own messages are ``is_from_me`` too, so only the prefix tells the bot's
     replies apart (quirk 14: renaming the assistant breaks recognition of old replies)."""
     return is_from_me if has_own_number else text.startswith(f"{assistant_name}:")
+
+
+def _rewrite_bot_mentions(text: str, ctx: InboundContext) -> str:
+    """``@<bot_lid_user>`` → ``@<assistant_name>``, as NanoClaw v1, so the ``@Andy`` trigger matches a mention
+    made by tapping the bot's contact. With its own number the bot's phone number is rewritten too (groups that
+    still address members by phone number); on a shared number that number is the owner's, so it is left alone.
+    """
+    users = [ctx.bot_lid_user] + ([ctx.bot_phone_user] if ctx.has_own_number else [])
+    for user in filter(None, users):
+        # (?!\d): @123 must not match inside @1234. A function replacement keeps the name literal.
+        text = re.sub(rf"@{re.escape(user)}(?!\d)", lambda _m: f"@{ctx.assistant_name}", text)
+    return text
 
 
 def unwrap(message: Message) -> Message:
@@ -166,7 +175,8 @@ def context_info(message: Message) -> ContextInfo | None:
     return None
 
 
-async def _quote(content: Message, sender: str, pushname: str, ctx: InboundContext) -> tuple[str | None, str | None, str | None]:
+async def _quote(content: Message, sender: str, pushname: str,
+                 ctx: InboundContext) -> tuple[str | None, str | None, str | None]:
     """(reply_to_message_id, reply_to_text, reply_to_sender_name) from the content's ``contextInfo``.
 
     WhatsApp carries only the quoted author's JID (``participant``), not a name, so the name is the best we

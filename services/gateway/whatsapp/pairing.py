@@ -222,6 +222,7 @@ async def pair(db_path: Path, *, phone: str | None = None, out: TextIO | None = 
     try:
         return await asyncio.wait_for(session.wait(task), timeout)
     except asyncio.TimeoutError:
-        raise PairingError(f"no pairing within {timeout:.0f} s; run the command again when the phone is at hand") from None
+        raise PairingError(f"no pairing within {timeout:.0f} s; run the command again with the phone at hand"
+                           ) from None
     finally:
         await client.stop()  # always: a running Go client keeps the process alive (upstream #173)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class WhatsAppNotConnected(RuntimeError):
-    """The neonize client was never connected, so the Go side has no client to call."""
+    """The neonize client is not running (never connected, or stopped), so the Go side has no client to call."""
 
 
 class WhatsAppPort(Protocol):
@@ -28,11 +28,14 @@ class WhatsAppPort(Protocol):
         """Send ``text`` verbatim (no prefixing here; see ``outbound_policy.reply_text``).
 
         Returns:
-            ``(message_id, sent_at)`` with ``sent_at`` in epoch **seconds** (WhatsApp's server time).
+            ``(message_id, sent_at)`` with ``sent_at`` in epoch **seconds** (WhatsApp's server time). Careful:
+            ``MessageSent.sent_at`` reads a bare int as epoch *milliseconds* (``iso_utc``); pass
+            ``datetime.fromtimestamp(sent_at, timezone.utc)``.
 
         Raises:
-            WhatsAppNotConnected: before the first connect.
+            WhatsAppNotConnected: the client is not running (before the first connect, or after stop).
             neonize.exc.SendMessageError: WhatsApp refused or the link is down (retry with backoff).
+            ValueError: ``chat_jid`` is not ``user@server``.
         """
         ...
 
@@ -64,6 +67,14 @@ class WhatsAppPort(Protocol):
 class NeonizePort:
     """:class:`WhatsAppPort` on a neonize ``NewAClient``. Construction does no I/O.
 
+    Calls are refused with :class:`WhatsAppNotConnected` unless the client's connect task is running (see
+    ``_go_client_alive``). While whatsmeow is reconnecting the task still runs: a send then fails with
+    ``SendMessageError`` and the caller retries (``outbound_policy.send_retry_delay``).
+
+    Note: the neonize 0.5.2 Go side adds a ``<bot biz_bot="1"/>`` node to every message sent to a 1:1 chat
+    unless the environment has ``NEONIZE_BOT_TAG=off`` (read at each send; upstream ``goneonize/main.go``
+    ``shouldAddBotNode``). The gateway's deployment decides; this class does not touch the environment.
+
     Text goes out as ``Message(conversation=text)``: given a ``str``, neonize's ``send_message`` regex-parses
     ``@<digits>`` into mentions and calls ``get_group_info`` for ``@…@g.us`` patterns (stack-notes §1.3); a
     reply must be delivered exactly as written.
@@ -72,11 +83,17 @@ class NeonizePort:
     def __init__(self, client: NewAClient) -> None:
         self._client = client
 
+    def _go_client_alive(self) -> bool:
+        # Every neonize call looks the Go client up by uuid in a map. It is there only while the Go
+        # Neonize() call runs, i.e. while connect_task is pending: before connect() there is none (upstream
+        # #192 "client is nil"), and Stop() deletes it. Calling then dereferences nil in Go, which can take
+        # the whole Python process down, so refuse on the Python side.
+        task = self._client.connect_task
+        return task is not None and not task.done()
+
     def _require_started(self) -> None:
-        # Every neonize call looks the Go client up by uuid; before connect() there is none and the Go side
-        # dereferences nil (upstream #192 "client is nil"), which can take the whole process down.
-        if self._client.connect_task is None:
-            raise WhatsAppNotConnected("the WhatsApp client has not been connected yet")
+        if not self._go_client_alive():
+            raise WhatsAppNotConnected("the WhatsApp client is not running (not connected yet, or stopped)")
 
     async def send_text(self, chat_jid: str, text: str) -> tuple[str, int]:
         self._require_started()
@@ -94,7 +111,7 @@ class NeonizePort:
         return [(jid_str(g.JID), g.GroupName.Name) for g in groups]
 
     async def pn_from_lid(self, jid: str) -> str | None:
-        if self._client.connect_task is None:
+        if not self._go_client_alive():
             return None
         pn = jid_str(await self._client.get_pn_from_lid(parse_jid(jid)))
         return pn if server_of(pn) == USER_SERVER else None
