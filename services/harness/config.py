@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     assistant_name: str = Field("Andy", min_length=1, pattern=r"^\S(.*\S)?$")
     assistant_has_own_number: bool = False
     timezone: str = Field(default_factory=_default_timezone)
-    services: list[str] = Field(default_factory=lambda: ["projections"], description="what `nanoclaw up` runs")
+    services: list[str] = Field(default_factory=lambda: ["gateway", "router", "projections"],
+                                description="what `nanoclaw up` runs")
     nats: NatsSettings = Field(default_factory=NatsSettings)
     harness: HarnessSettings = Field(default_factory=HarnessSettings)
     log: LogSettings = Field(default_factory=LogSettings)

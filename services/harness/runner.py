@@ -185,7 +185,8 @@ class ServiceRunner:
                         payload = ce.payload()
                     except (InvalidEvent, UnknownEventType) as exc:
                         raise PoisonMessage(str(exc)) from exc
-                    emits = await handler(Delivery(ce, payload, meta.sequence.stream, msg.subject), self.service.deps)
+                    emits = await handler(Delivery(ce, payload, meta.sequence.stream, msg.subject, meta.num_delivered),
+                                         self.service.deps)
                     for i, emit in enumerate(emits or ()):
                         await append_emit(self.store, emit, source=self.service.name,
                                           msg_id=f"{ce.id}:{self.service.name}:{i}", causation=ce)

@@ -63,6 +63,7 @@ class Delivery:
     payload: EventPayload
     stream_seq: int
     subject: str
+    deliveries: int = 1
 
 
 Handler = Callable[[Delivery, Any], Awaitable[Sequence[Emit]]]

@@ -1,0 +1,196 @@
+"""The HTTP webhook channel.
+
+- ``POST /v1/messages`` with ``{chat, sender, text, reply_to?, callback_url?}`` → ``202 {"id": …}`` once the
+  message is safely in the inbound buffer. Replies go to ``callback_url`` (POST, JSON) and can be read with
+- ``GET /v1/chats/{chat}/messages?after=ID&wait=S`` (long-poll up to ``wait`` s, capped by config).
+- Bad requests get a 4xx with ``{"error": …, "field": …}`` naming the field.
+- Loopback by default; when bound elsewhere a bearer token (``webhook_token`` in credentials.yml) is required.
+
+Chat JIDs of this channel are ``http:<chat>``; register one with ``nanoclaw groups add http:<chat> …``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from events.catalogue.chat import MessageReceived
+from events.catalogue.types import iso_utc
+from events.envelope import utcnow
+from services.gateway.buffer import BufferFull, InboundBuffer
+from services.gateway.config import HttpConfig
+
+log = logging.getLogger("nanoclaw.gateway.http")
+PREFIX = "http:"
+
+
+class WebhookError(Exception):
+    """The webhook channel cannot start as configured."""
+
+
+class InboundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chat: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9@._:+\-]+$")
+    sender: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1)
+    reply_to: str | None = Field(None, max_length=200)
+    callback_url: str | None = None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class HttpChannel:
+    """The channel's state (replies, callbacks) lives in ``<data_dir>/gateway/http.db``, private to the gateway."""
+
+    name = "http"
+
+    def __init__(self, config: HttpConfig, buffer: InboundBuffer, state_path: Path, token: str | None):
+        if not _is_loopback(config.host) and not token:
+            raise WebhookError(f"channels.http.host is {config.host} (not loopback): set webhook_token in credentials.yml")
+        self.config, self.buffer, self.token = config, buffer, token
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(state_path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS replies (id INTEGER PRIMARY KEY AUTOINCREMENT, chat TEXT NOT NULL,"
+                        " request_id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, sent_at TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS callbacks (chat TEXT PRIMARY KEY, url TEXT NOT NULL)")
+        self._new_reply = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    connected = True
+
+    # ---- HTTP server -------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=self.config.max_text_bytes + 4096)
+        app.add_routes([web.post("/v1/messages", self._post), web.get("/v1/chats/{chat}/messages", self._get)])
+        return app
+
+    async def serve(self) -> None:
+        self._runner = web.AppRunner(self.app())
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("webhook channel listening on http://%s:%s", self.config.host, self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        self.db.close()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _error(401, "missing or wrong bearer token", "Authorization")
+        return await handler(request)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "body is not valid JSON", None)
+        if not isinstance(body, dict):
+            return _error(400, "body must be a JSON object", None)
+        try:
+            req = InboundRequest.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            msg = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+            return _error(422, f"{field}: {msg}", field)
+        if len(req.text.encode()) > self.config.max_text_bytes:
+            return _error(413, f"text: longer than {self.config.max_text_bytes} bytes", "text")
+        chat_jid = PREFIX + req.chat
+        message_id = uuid.uuid4().hex
+        if req.callback_url:
+            self.db.execute("INSERT OR REPLACE INTO callbacks VALUES (?, ?)", (req.chat, req.callback_url))
+        payload = MessageReceived(channel="http", chat_jid=chat_jid, message_id=message_id, sender=f"{PREFIX}{req.sender}",
+                                  sender_name=req.sender, text=req.text, timestamp=iso_utc(utcnow()),
+                                  reply_to_message_id=req.reply_to)
+        try:
+            self.buffer.put(f"{chat_jid}/{message_id}", payload, f"http:{message_id}", new_aggregate=True)
+        except BufferFull as exc:
+            return _error(503, str(exc), None)
+        return web.json_response({"id": message_id, "chat": req.chat}, status=202)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        chat = request.match_info["chat"]
+        try:
+            after = int(request.query.get("after", "0"))
+            wait = float(request.query.get("wait", "0"))
+        except ValueError:
+            return _error(400, "after must be an integer reply id and wait a number of seconds", "after")
+        wait = max(0.0, min(wait, self.config.max_wait_s))
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            rows = self.db.execute("SELECT id, text, sent_at, request_id FROM replies WHERE chat = ? AND id > ? ORDER BY id",
+                                   (chat, after)).fetchall()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if rows or remaining <= 0:
+                return web.json_response({"messages": [{"id": r[0], "text": r[1], "sent_at": r[2], "request_id": r[3]} for r in rows]})
+            try:
+                await asyncio.wait_for(self._new_reply.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    # ---- ChannelPort -------------------------------------------------------------------------------------
+    async def send(self, chat_jid: str, text: str, request_id: str) -> tuple[str, str]:
+        chat = chat_jid.removeprefix(PREFIX)
+        sent_at = iso_utc(utcnow())
+        self.db.execute("INSERT OR IGNORE INTO replies(chat, request_id, text, sent_at) VALUES (?,?,?,?)", (chat, request_id, text, sent_at))
+        reply_id = self.db.execute("SELECT id FROM replies WHERE request_id = ?", (request_id,)).fetchone()[0]
+        self._new_reply.set()
+        self._new_reply = asyncio.Event()
+        row = self.db.execute("SELECT url FROM callbacks WHERE chat = ?", (chat,)).fetchone()
+        if row:
+            await self._callback(row[0], {"id": reply_id, "chat": chat, "text": text, "sent_at": sent_at})
+        return str(reply_id), sent_at
+
+    async def _callback(self, url: str, body: dict[str, Any]) -> None:
+        """POST the reply; failures are logged (the reply stays readable with GET) and retried twice."""
+        self._session = self._session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        for attempt in range(3):
+            try:
+                async with self._session.post(url, json=body) as resp:
+                    if resp.status < 400:
+                        return
+                    log.warning("callback %s answered %s (attempt %d)", url, resp.status, attempt + 1)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("callback %s failed (attempt %d): %s", url, attempt + 1, exc)
+            await asyncio.sleep(0.5 * (attempt + 1))
+
+    async def set_typing(self, chat_jid: str, composing: bool) -> None:
+        return None  # HTTP has no typing indicator
+
+
+def _error(status: int, message: str, field: str | None) -> web.Response:
+    return web.json_response({"error": message, "field": field}, status=status)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,257 @@
+"""The gateway on a real nats-server: webhook in and out, inbound buffering and dedupe, delivery receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from events.catalogue.agent import AgentOutputProduced
+from events.catalogue.chat import OutboundMessageRequested
+from services.gateway.buffer import InboundBuffer
+from services.gateway.config import HttpConfig, WhatsAppConfig
+from services.gateway.http_channel import HttpChannel, WebhookError
+from services.gateway.outbound import MAX_SEND_ATTEMPTS, OutboundDeps, on_outbound_requested
+from services.gateway.ports import ChannelDown
+from services.gateway.service import build as build_gateway
+from services.gateway.whatsapp.connection import register_handlers
+from services.gateway.whatsapp_channel import WhatsAppChannel
+from services.harness.config import Credentials, NatsSettings
+from services.harness.connect import connect_nats
+from services.harness.runner import ServiceRunner, append_emit
+from services.harness.service import Emit, Service
+from services.router.service import build as build_router
+from events.store.jetstream import JetStreamEventStore
+from tests.bus import FAST, context, events_of, running, settings
+from tests.router.test_router_service import register
+from tests.support import eventually
+
+
+def http_settings(tmp_path, **http):
+    return settings(tmp_path, channels={"http": {"port": 0, **http}})
+
+
+def http_port(runner: ServiceRunner) -> HttpChannel:
+    return runner.service.deps.channels["http"]
+
+
+async def post(port: int, body, headers=None) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        async with s.post(f"http://127.0.0.1:{port}/v1/messages", data=data, headers=headers or {}) as r:
+            return r.status, await r.json()
+
+
+async def get(port: int, chat: str, after: int = 0, wait: float = 0) -> dict:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/v1/chats/{chat}/messages", params={"after": after, "wait": wait}) as r:
+            assert r.status == 200
+            return await r.json()
+
+
+async def test_a_webhook_message_becomes_a_message_received_event(js_store, nc, tmp_path):
+    async with running(build_gateway, context(nc, js_store, http_settings(tmp_path))) as gw:
+        await eventually(lambda: http_port(gw).port is not None)
+        status, body = await post(http_port(gw).port, {"chat": "support", "sender": "ann", "text": "hello"})
+        assert status == 202 and len(body["id"]) == 32
+        await eventually(lambda: _count(events_of(js_store, "MessageReceived"), 1))
+    [msg] = await events_of(js_store, "MessageReceived")
+    assert (msg.channel, msg.chat_jid, msg.message_id, msg.sender_name, msg.text) == ("http", "http:support", body["id"], "ann", "hello")
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"sender": "ann", "text": "hi"}, 422, "chat"),
+    ({"chat": "support", "sender": "ann", "text": 5}, 422, "text"),
+    ({"chat": "support", "sender": "ann", "text": ""}, 422, "text"),
+    ({"chat": "a b", "sender": "ann", "text": "hi"}, 422, "chat"),
+    ({"chat": "support", "sender": "ann", "text": "hi", "colour": "red"}, 422, "colour"),
+    ({"chat": "support", "sender": "ann", "text": "hi", "callback_url": "ftp://x"}, 422, "callback_url"),
+    ("{not json", 400, None),
+    ([1, 2], 400, None),
+])
+async def test_bad_webhook_bodies_get_a_4xx_naming_the_field_and_store_nothing(js_store, nc, tmp_path, body, status, field):
+    async with running(build_gateway, context(nc, js_store, http_settings(tmp_path))) as gw:
+        await eventually(lambda: http_port(gw).port is not None)
+        got, err = await post(http_port(gw).port, body)
+    assert got == status and err["field"] == field and err["error"]
+    assert await js_store.last_seq() == 0
+
+
+def test_an_exposed_webhook_without_a_token_refuses_to_start(tmp_path):
+    with pytest.raises(WebhookError, match="webhook_token"):
+        HttpChannel(HttpConfig(host="0.0.0.0"), InboundBuffer(tmp_path / "b.db"), tmp_path / "h.db", token=None)
+
+
+async def test_with_a_token_requests_need_the_bearer_header(js_store, nc, tmp_path):
+    ctx = context(nc, js_store, http_settings(tmp_path), Credentials(webhook_token="s3cret"))
+    async with running(build_gateway, ctx) as gw:
+        await eventually(lambda: http_port(gw).port is not None)
+        port = http_port(gw).port
+        assert (await post(port, {"chat": "c", "sender": "a", "text": "x"}))[0] == 401
+        ok, _ = await post(port, {"chat": "c", "sender": "a", "text": "x"}, {"Authorization": "Bearer s3cret"})
+        assert ok == 202
+
+
+async def test_a_webhook_chat_gets_its_reply_by_callback_and_by_long_poll(js_store, nc, tmp_path):
+    calls: list[dict] = []
+
+    async def callback(request: web.Request) -> web.Response:
+        calls.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.add_routes([web.post("/hook", callback)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hook = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    await register(js_store, jid="http:support", folder="support", requires_trigger=False)
+    s = http_settings(tmp_path)
+    try:
+        async with running(build_router, context(nc, js_store, s)), running(build_gateway, context(nc, js_store, s)) as gw:
+            await eventually(lambda: http_port(gw).port is not None)
+            port = http_port(gw).port
+            _, accepted = await post(port, {"chat": "support", "sender": "ann", "text": "where is my order?", "callback_url": hook})
+            await eventually(lambda: _count(events_of(js_store, "AgentTurnRequested"), 1))
+            [turn] = await events_of(js_store, "AgentTurnRequested")
+            assert turn.chat_jid == "http:support" and turn.channel == "http" and turn.message_ids == [accepted["id"]]
+            poll = asyncio.create_task(get(port, "support", after=0, wait=10))
+            out = AgentOutputProduced(run_id="r1", chat_jid="http:support", group_folder="support",
+                                      text="<internal>look it up</internal>It ships today.")
+            await append_emit(js_store, Emit.new("r1", out), source="runner", msg_id="out-1")
+            replies = (await asyncio.wait_for(poll, 15))["messages"]
+            assert [r["text"] for r in replies] == ["It ships today."]
+            await eventually(lambda: len(calls) == 1)
+            await eventually(lambda: _count(events_of(js_store, "MessageSent"), 1))
+    finally:
+        await runner.cleanup()
+    assert calls[0]["text"] == "It ships today." and calls[0]["chat"] == "support"
+    [sent] = await events_of(js_store, "MessageSent")
+    assert sent.channel == "http" and sent.channel_message_id == str(replies[0]["id"])
+
+
+async def test_long_poll_returns_only_replies_after_the_given_id(tmp_path):
+    ch = HttpChannel(HttpConfig(port=0), InboundBuffer(tmp_path / "b.db"), tmp_path / "h.db", token=None)
+    await ch.serve()
+    try:
+        first, _ = await ch.send("http:c", "one", "req-1")
+        await ch.send("http:c", "two", "req-2")
+        again, _ = await ch.send("http:c", "one", "req-1")  # a redelivered request is stored once
+        got = await get(ch.port, "c", after=int(first))
+        assert [m["text"] for m in got["messages"]] == ["two"] and again == first
+    finally:
+        await ch.close()
+
+
+async def test_inbound_messages_are_buffered_on_disk_while_nats_is_down_and_published_in_order(nats_server, tmp_path):
+    conn = await connect_nats([nats_server.url], settings(tmp_path).nats, name="gw-test")
+    store = JetStreamEventStore(conn, timeout=1.0)
+    from events.store.streams import ensure_streams
+    await ensure_streams(conn.jetstream())
+    s = http_settings(tmp_path)
+    async with running(build_gateway, context(conn, store, s)) as gw:
+        await eventually(lambda: http_port(gw).port is not None)
+        port = http_port(gw).port
+        await post(port, {"chat": "c", "sender": "a", "text": "before"})
+        await eventually(lambda: _count(events_of(store, "MessageReceived"), 1))
+        nats_server.stop()
+        for i in range(3):
+            status, _ = await post(port, {"chat": "c", "sender": "a", "text": f"during {i}"})
+            assert status == 202  # accepted into the on-disk buffer
+        assert http_port(gw).buffer.pending() >= 1
+        nats_server.start()
+        await eventually(lambda: http_port(gw).buffer.pending() == 0, timeout=30)
+        await eventually(lambda: _count(events_of(store, "MessageReceived"), 4), timeout=30)
+    await conn.close()
+    texts = [m.text for m in await events_of_after_restart(nats_server)]
+    assert texts == ["before", "during 0", "during 1", "during 2"]
+
+
+async def events_of_after_restart(server):
+    conn = await connect_nats([server.url], NatsSettings(), name="check")
+    try:
+        return await events_of(JetStreamEventStore(conn), "MessageReceived")
+    finally:
+        await conn.close()
+
+
+async def test_the_same_whatsapp_message_delivered_twice_is_stored_once(js_store, tmp_path, wire, build):
+    buffer = InboundBuffer(tmp_path / "inbound.db")
+    channel = WhatsAppChannel(WhatsAppConfig(enabled=True), tmp_path / "session.sqlite3", buffer, "Andy", False)
+    register_handlers(wire.client, channel._on_message, channel._on_status)
+    ev = build.message("@Andy hello", msg_id="3EB0DUPLICATE")
+    await wire.feed(ev, ev)
+    await eventually(lambda: buffer.pending() == 2)
+    drain = asyncio.create_task(buffer.drain_forever(js_store))
+    await eventually(lambda: buffer.pending() == 0)
+    drain.cancel()
+    events = await events_of(js_store, "MessageReceived")
+    assert [(e.message_id, e.text, e.channel) for e in events] == [("3EB0DUPLICATE", "@Andy hello", "whatsapp")]
+
+
+class FakeWhatsApp:
+    """Our narrow ChannelPort, standing in for the neonize client on the outbound side."""
+
+    name = "whatsapp"
+
+    def __init__(self, connected=True, fail=0):
+        self.connected, self.fail, self.sent = connected, fail, []
+
+    async def send(self, chat_jid, text, request_id):
+        if not self.connected:
+            raise ChannelDown("offline")
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("server said no")
+        self.sent.append((chat_jid, text))
+        return f"WA{len(self.sent)}", "2026-03-01T10:00:00.000Z"
+
+    async def set_typing(self, chat_jid, composing):
+        pass
+
+
+async def run_outbound(nc, store, port) -> ServiceRunner:
+    deps = OutboundDeps(store, {"whatsapp": port}, "Andy", has_own_number=False)
+    runner = ServiceRunner(Service("gateway", {"OutboundMessageRequested": on_outbound_requested}, deps, max_deliver=-1),
+                           nc, store, FAST.model_copy(update={"retry_delays_s": [0.05]}))
+    await runner.start()
+    return runner
+
+
+async def request(store, rid, text="hi", chat="1@g.us"):
+    await append_emit(store, Emit.new(rid, OutboundMessageRequested(channel="whatsapp", chat_jid=chat, text=text)),
+                      source="router", msg_id=rid)
+
+
+async def test_every_outbound_request_gets_a_receipt_with_the_shared_number_prefix(js_store, nc, monkeypatch):
+    monkeypatch.setattr("services.gateway.outbound.send_retry_delay", lambda attempt, **_: 0.05)
+    port = FakeWhatsApp(connected=False)
+    runner = await run_outbound(nc, js_store, port)
+    await request(js_store, "r1", "first")
+    await request(js_store, "r2", "second")
+    await asyncio.sleep(0.3)
+    assert port.sent == [] and await events_of(js_store, "MessageSent") == []  # held while disconnected
+    port.connected = True
+    await eventually(lambda: _count(events_of(js_store, "MessageSent"), 2))
+    await runner.stop()
+    assert port.sent == [("1@g.us", "Andy: first"), ("1@g.us", "Andy: second")]
+    assert [s.channel_message_id for s in await events_of(js_store, "MessageSent")] == ["WA1", "WA2"]
+
+
+async def test_a_send_that_keeps_failing_ends_in_a_delivery_failed_receipt(js_store, nc, monkeypatch):
+    monkeypatch.setattr("services.gateway.outbound.send_retry_delay", lambda attempt, **_: 0.01)
+    port = FakeWhatsApp(fail=100)
+    runner = await run_outbound(nc, js_store, port)
+    await request(js_store, "r1")
+    await eventually(lambda: _count(events_of(js_store, "MessageDeliveryFailed"), 1), timeout=20)
+    await runner.stop()
+    [failed] = await events_of(js_store, "MessageDeliveryFailed")
+    assert failed.attempts == MAX_SEND_ATTEMPTS and "server said no" in failed.reason and port.sent == []
+
+
+async def _count(coro, n: int) -> bool:
+    return len(await coro) >= n
