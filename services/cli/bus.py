@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from events.store.jetstream import JetStreamEventStore
 from events.store.streams import StreamSettings, ensure_streams
 from services.harness.config import Credentials, Settings
-from services.harness.connect import connect_nats
+from services.harness.connect import NatsUnavailable, connect_nats
 from services.harness.natsserver import EmbeddedNats
 
 
@@ -52,10 +52,12 @@ async def bus(settings: Settings, credentials: Credentials, *, name: str,
     urls = settings.nats.urls
     if not urls:
         url = running_embedded_url(settings)
-        if url is None and start_embedded:
+        if url is None and not start_embedded:
+            raise NatsUnavailable("the bus is not running: start it with `nanoclaw up` (or set nats.urls)")
+        if url is None:
             server = EmbeddedNats(nats_store_dir(settings), sync_always=settings.nats.sync_always).start()
             url = server.url
-        urls = [url] if url else ["nats://127.0.0.1:4222"]
+        urls = [url]
     try:
         nc = await connect_nats(urls, settings.nats, credentials, name=name, reconnect=False)
         try:

@@ -65,7 +65,9 @@ class Host:
         if self._status is not None:
             await self._status.cleanup()
         if self.nc is not None and not self.nc.is_closed:
-            await self.nc.drain()
+            # Runners have finished and acked their in-flight work; drain() would wait on idle pull
+            # subscriptions for its full timeout, so a plain close (which flushes) is enough here.
+            await self.nc.close()
         self.log.info("services stopped")
 
     async def run_until_signalled(self) -> None:

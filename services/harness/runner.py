@@ -122,9 +122,19 @@ class ServiceRunner:
         if self.service.handlers:
             self._tasks.append(asyncio.create_task(self._consume(), name=f"{self.service.name}-consume"))
         for task in self.service.tasks:
-            self._tasks.append(asyncio.create_task(task(self.service.deps), name=f"{self.service.name}-task"))
+            t = asyncio.create_task(task(self.service.deps), name=f"{self.service.name}-task")
+            t.add_done_callback(self._task_ended)
+            self._tasks.append(t)
         self.ready = True
         self.log.info("service started", handlers=sorted(self.service.handlers))
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        """A service task should run until stopped: say loudly when one ends early (the service turns unhealthy)."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        exc = task.exception()
+        self.log.error("service task ended unexpectedly; the service is unhealthy", task=task.get_name(),
+                       error=f"{type(exc).__name__}: {exc}" if exc else "returned")
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -153,11 +163,11 @@ class ServiceRunner:
                     psub = await js.pull_subscribe_bind(consumer_name(self.service.name), self.stream)
                 msgs = await psub.fetch(self.settings.fetch_batch, timeout=1.0)
                 backoff = 0.2
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue  # nothing to do within the fetch window
             except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError, nats.js.errors.APIError,
                     nats.errors.Error, OSError) as exc:
-                self.log.warning("fetch failed; retrying", error=str(exc), retry_in_s=backoff)
+                self.log.warning("fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

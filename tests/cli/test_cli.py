@@ -27,7 +27,7 @@ def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 
 
 def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NANOCLAW_CHANNELS": '{"http": {"port": 0}}'}
     proc = subprocess.Popen(NANOCLAW + ["up", "--port", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     run_file = tmp_path / "data" / "run" / "nats.url"
