@@ -62,3 +62,15 @@ def test_credentials_are_secret_and_validated(tmp_path):
 def test_the_credentials_template_is_a_valid_credentials_file():
     template = Path(__file__).resolve().parents[2] / "credentials.yml.dist"
     load_credentials(template)
+
+
+def test_the_example_config_is_valid_and_shows_every_default(tmp_path):
+    from services.gateway.config import GatewayConfig
+    from services.router.config import RouterConfig
+
+    example = Path(__file__).resolve().parents[2] / "config.example.yml"
+    s = load_settings(example)
+    defaults = load_settings(write(tmp_path, "{}\n")).model_copy(update={"timezone": s.timezone})
+    assert s.model_copy(update={"router": {}, "channels": {}}) == defaults  # the raw sections are checked below
+    assert RouterConfig.model_validate(s.router) == RouterConfig()
+    assert GatewayConfig.model_validate(s.channels) == GatewayConfig()
