@@ -13,8 +13,8 @@ FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 """Group folder names (as NanoClaw v1 group-folder.ts); ``global`` is reserved and refused separately."""
 
 
-class GroupRegistered(EventPayload):
-    """A chat became a registered group. Aggregate id: the chat JID."""
+class _GroupSettings(EventPayload):
+    """The full settings of a registered group (shared by ``GroupRegistered`` and ``GroupReinstated``)."""
 
     context = "router"
     aggregate = "group"
@@ -28,6 +28,10 @@ class GroupRegistered(EventPayload):
     channel: str = "whatsapp"
     container_config: dict[str, Any] | None = None
     added_at: UtcTimestamp
+
+
+class GroupRegistered(_GroupSettings):
+    """A chat became a registered group. Aggregate id: the chat JID."""
 
 
 class GroupUpdated(EventPayload):
@@ -43,22 +47,8 @@ class GroupUpdated(EventPayload):
     container_config: dict[str, Any] | None = None
 
 
-class GroupReinstated(EventPayload):
-    """A removed group was registered again, with these settings (same fields as ``GroupRegistered``).
-    Aggregate id: the chat JID."""
-
-    context = "router"
-    aggregate = "group"
-
-    jid: str
-    name: str
-    folder: str = Field(pattern=FOLDER_PATTERN)
-    trigger: str
-    requires_trigger: bool = True
-    is_main: bool = False
-    channel: str = "whatsapp"
-    container_config: dict[str, Any] | None = None
-    added_at: UtcTimestamp
+class GroupReinstated(_GroupSettings):
+    """A removed group was registered again, with these settings. Aggregate id: the chat JID."""
 
 
 class GroupRemoved(EventPayload):

@@ -27,11 +27,11 @@ class StreamSettings:
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
 
 
-def event_stream_config(settings: StreamSettings) -> api.StreamConfig:
+def _audit_stream(name: str, description: str, subject: str, settings: StreamSettings) -> api.StreamConfig:
     return api.StreamConfig(
-        name=EVENT_STREAM,
-        description="NanoClaw Bus domain events (the audit log)",
-        subjects=[f"{EVENT_PREFIX}.>"],
+        name=name,
+        description=description,
+        subjects=[subject],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=0,
@@ -47,20 +47,13 @@ def event_stream_config(settings: StreamSettings) -> api.StreamConfig:
     )
 
 
+def event_stream_config(settings: StreamSettings) -> api.StreamConfig:
+    return _audit_stream(EVENT_STREAM, "NanoClaw Bus domain events (the audit log)", f"{EVENT_PREFIX}.>", settings)
+
+
 def dead_letter_stream_config(settings: StreamSettings) -> api.StreamConfig:
-    return api.StreamConfig(
-        name=DEAD_LETTER_STREAM,
-        description="Messages a service could not handle, kept with the error",
-        subjects=[f"{DEAD_LETTER_PREFIX}.>"],
-        storage=api.StorageType.FILE,
-        max_age=0,
-        num_replicas=settings.replicas,
-        duplicate_window=settings.duplicate_window_s,
-        deny_delete=True,
-        deny_purge=True,
-        allow_rollup_hdrs=False,
-        allow_direct=True,
-    )
+    return _audit_stream(DEAD_LETTER_STREAM, "Messages a service could not handle, kept with the error",
+                         f"{DEAD_LETTER_PREFIX}.>", settings)
 
 
 async def ensure_streams(js: JetStreamContext, settings: StreamSettings = StreamSettings()) -> None:

@@ -112,12 +112,8 @@ def list_(config: Path | None = ConfigOption, credentials: Path | None = Credent
     out.print(table)
 
 
-@app.command()
-def update(jid: str, name: str | None = typer.Option(None), trigger: str | None = typer.Option(None),
-           requires_trigger: bool | None = typer.Option(None, "--requires-trigger/--no-trigger"),
-           config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
-    """Change a group's name, trigger or trigger requirement."""
-    settings, creds = load(config, credentials)
+def _change(settings, creds, jid: str, change) -> None:
+    """Load the group, apply ``change(group)``, save; exit 2 with the reason when refused."""
 
     async def go():
         async with bus(settings, creds, name="nanoclaw-groups") as (_nc, store):
@@ -125,13 +121,22 @@ def update(jid: str, name: str | None = typer.Option(None), trigger: str | None 
             group = await repo.get(RegisteredGroup, jid)
             if group is None:
                 raise GroupError(f"{jid} is not registered")
-            group.update(name=name, trigger=trigger, requires_trigger=requires_trigger)
+            change(group)
             await repo.save(group)
 
     try:
         run(go())
     except (GroupError, ConcurrencyError) as exc:
         _fail(exc)
+
+
+@app.command()
+def update(jid: str, name: str | None = typer.Option(None), trigger: str | None = typer.Option(None),
+           requires_trigger: bool | None = typer.Option(None, "--requires-trigger/--no-trigger"),
+           config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
+    """Change a group's name, trigger or trigger requirement."""
+    settings, creds = load(config, credentials)
+    _change(settings, creds, jid, lambda g: g.update(name=name, trigger=trigger, requires_trigger=requires_trigger))
     out.print(f"updated {jid}")
 
 
@@ -139,18 +144,5 @@ def update(jid: str, name: str | None = typer.Option(None), trigger: str | None 
 def remove(jid: str, config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
     """Unregister a group (its messages, events and folder are kept)."""
     settings, creds = load(config, credentials)
-
-    async def go():
-        async with bus(settings, creds, name="nanoclaw-groups") as (_nc, store):
-            repo = Repository(store, "cli")
-            group = await repo.get(RegisteredGroup, jid)
-            if group is None:
-                raise GroupError(f"{jid} is not registered")
-            group.remove()
-            await repo.save(group)
-
-    try:
-        run(go())
-    except (GroupError, ConcurrencyError) as exc:
-        _fail(exc)
+    _change(settings, creds, jid, lambda g: g.remove())
     out.print(f"removed {jid}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -145,20 +145,24 @@ def _explain(path: Path | None, exc: ValidationError) -> ConfigError:
     return ConfigError(f"invalid configuration in {where}:\n" + "\n".join(lines))
 
 
+def _load(cls, path: Path | None, env_var: str, default: str):
+    path = path or (Path(os.environ[env_var]) if os.environ.get(env_var) else None)
+    if path is None and Path(default).exists():
+        path = Path(default)
+    data = _read_yaml(path) if path else {}
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Load ``config.yml`` (``path``, else ``$NANOCLAW_CONFIG``, else ``./config.yml`` if present).
 
     Raises:
         ConfigError: unreadable file or invalid keys (each named with its dotted path).
     """
-    path = path or (Path(os.environ["NANOCLAW_CONFIG"]) if os.environ.get("NANOCLAW_CONFIG") else None)
-    if path is None and Path("config.yml").exists():
-        path = Path("config.yml")
-    data = _read_yaml(path) if path else {}
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        raise _explain(path, exc) from None
+    return _load(Settings, path, "NANOCLAW_CONFIG", "config.yml")
 
 
 def load_credentials(path: Path | None = None) -> Credentials:
@@ -168,14 +172,5 @@ def load_credentials(path: Path | None = None) -> Credentials:
     Raises:
         ConfigError: unreadable file or invalid keys.
     """
-    path = path or (Path(os.environ["NANOCLAW_CREDENTIALS"]) if os.environ.get("NANOCLAW_CREDENTIALS") else None)
-    if path is None and Path("credentials.yml").exists():
-        path = Path("credentials.yml")
-    data = _read_yaml(path) if path else {}
-    try:
-        return Credentials(**data)
-    except ValidationError as exc:
-        raise _explain(path, exc) from None
+    return _load(Credentials, path, "NANOCLAW_CREDENTIALS", "credentials.yml")
 
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
