@@ -19,10 +19,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
+from events.catalogue import payload_class
 from events.catalogue.system import MessageDeadLettered
+from events.catalogue.types import iso_utc
 from events.envelope import CloudEvent, decode_events, new_commit, utcnow
 from events.errors import ConcurrencyError, EventStoreError, InvalidEvent, UnknownEventType
-from events.catalogue.types import iso_utc
 from events.store.port import AppendResult, EventStore
 from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_STREAM, event_filter
 from services.harness.config import HarnessSettings
@@ -104,8 +105,6 @@ class ServiceRunner:
 
     @staticmethod
     def _event_context(event_type: str) -> tuple[str, str, str]:
-        from events.catalogue import payload_class
-
         cls = payload_class(event_type)
         return cls.context, cls.aggregate, event_type
 

@@ -255,3 +255,27 @@ async def test_a_send_that_keeps_failing_ends_in_a_delivery_failed_receipt(js_st
 
 async def _count(coro, n: int) -> bool:
     return len(await coro) >= n
+
+
+async def test_typing_shows_while_a_run_is_active_in_a_whatsapp_chat(js_store, nc):
+    from events.catalogue.agent import AgentRunFinished, AgentRunStarted
+    from services.gateway.outbound import on_run_finished, on_run_started
+
+    typing: list[tuple[str, bool]] = []
+
+    class Recording(FakeWhatsApp):
+        async def set_typing(self, chat_jid, composing):
+            typing.append((chat_jid, composing))
+
+    deps = OutboundDeps(js_store, {"whatsapp": Recording()}, "Andy", has_own_number=False)
+    runner = ServiceRunner(Service("gateway", {"AgentRunStarted": on_run_started, "AgentRunFinished": on_run_finished}, deps),
+                           nc, js_store, FAST)
+    await runner.start()
+    await append_emit(js_store, Emit.new("r1", AgentRunStarted(run_id="r1", chat_jid="1@g.us", group_folder="f")), source="runner", msg_id="s")
+    await append_emit(js_store, Emit.append("r1", AgentRunFinished(run_id="r1", chat_jid="1@g.us", group_folder="f",
+                                                                   status="succeeded")), source="runner", msg_id="f")
+    await append_emit(js_store, Emit.new("r2", AgentRunStarted(run_id="r2", chat_jid="http:c", group_folder="c")), source="runner", msg_id="s2")
+    await eventually(lambda: len(typing) == 2)
+    await asyncio.sleep(0.2)
+    await runner.stop()
+    assert typing == [("1@g.us", True), ("1@g.us", False)]  # an http chat never reaches the WhatsApp port
