@@ -22,6 +22,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -143,6 +144,18 @@ def server_version() -> str:
         return f"unknown ({exc})"
 
 
+def filesystem(path: Path) -> str:
+    """Type and device of the file system holding ``path`` (from /proc/mounts; Linux only)."""
+    try:
+        mounts = [line.split()[:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "file system unknown"
+    path_s = str(Path(path).resolve())
+    best = max((m for m in mounts if path_s == m[1] or path_s.startswith(m[1].rstrip("/") + "/")),
+               key=lambda m: len(m[1]), default=None)
+    return f"{best[2]} on {best[0]}" if best else "file system unknown"
+
+
 def cores() -> str:
     total = os.cpu_count()
     try:
@@ -183,8 +196,7 @@ async def concurrent_appends(store: JetStreamEventStore, count: int, concurrency
                f"{count:,} new aggregates, 1 event per commit, commits built beforehand")
 
 
-async def populate(nc, store: JetStreamEventStore, aggregates: int, per_aggregate: int, note: str,
-                   report: Report) -> list[str]:
+async def populate(nc, aggregates: int, per_aggregate: int, note: str, report: Report) -> list[str]:
     """Write ``aggregates`` × ``per_aggregate`` events round by round, every commit with the store's optimistic
     concurrency headers (expected sequence = the aggregate's previous commit). Each round is published
     with ``publish_async`` and all its acks awaited before the next round; the messages are byte-for-byte
@@ -241,44 +253,51 @@ async def loads(store: JetStreamEventStore, ids: list[str], samples: int, per_ag
                "cache hit: one head() check + deepcopy")
 
 
-async def read_all(store: JetStreamEventStore) -> tuple[int, float]:
-    t0 = time.perf_counter()
+async def read_all(store: JetStreamEventStore) -> tuple[int, float, float]:
+    """``(messages, wall s, this process's CPU s)`` of one full read."""
+    t0, c0 = time.perf_counter(), time.process_time()
     count = 0
     async for _ in store.read_raw():
         count += 1
-    return count, time.perf_counter() - t0
+    return count, time.perf_counter() - t0, time.process_time() - c0
 
 
-async def rebuild_all(store: JetStreamEventStore, workdir: Path, run: int) -> tuple[int, float]:
+async def rebuild_all(store: JetStreamEventStore, workdir: Path, run: int) -> tuple[int, float, float]:
+    """``(events applied, wall s, this process's CPU s)`` of one audit rebuild into a new file."""
     target = workdir / f"audit-{run}.db"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     applied = await rebuild(store, target, all_projections())
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     rows = sqlite3.connect(target).execute("SELECT count(*) FROM event_log").fetchone()[0]
     assert rows == applied, (rows, applied)
     target.unlink()
-    return applied, elapsed
+    return applied, elapsed, cpu
 
 
 async def replay_rates(store: JetStreamEventStore, workdir: Path, repeat: int, total: int, report: Report) -> None:
     """Raw read and rebuild, alternated ``repeat`` times so drift in the machine's load hits both alike."""
-    read_rates, rebuild_rates = [], []
+    read_rates, rebuild_rates, read_cpu, rebuild_cpu = [], [], [], []
     for run in range(repeat):
-        count, elapsed = await read_all(store)
+        count, elapsed, cpu = await read_all(store)
         assert count == total, (count, total)
         read_rates.append(count / elapsed)
-        applied, elapsed = await rebuild_all(store, workdir, run)
+        read_cpu.append(cpu / elapsed)
+        applied, elapsed, cpu = await rebuild_all(store, workdir, run)
         assert applied == total, (applied, total)
         rebuild_rates.append(applied / elapsed)
+        rebuild_cpu.append(cpu / elapsed)
     read, built = statistics.median(read_rates), statistics.median(rebuild_rates)
-    med = "median of {} runs ".format(repeat) if repeat > 1 else ""
+    med = f"median of {repeat} runs {runs(read_rates)}; " if repeat > 1 else ""
     report.row("raw ordered read (read_raw, whole stream)", f"{read:,.0f} events/s",
-               f"{med}{runs(read_rates)} ordered push consumer, counting messages".strip())
+               f"{med}ordered push consumer, counting messages; client CPU "
+               f"{statistics.median(read_cpu):.0%} of wall time ({1e6 / read:.0f} µs per event)")
+    med = f"median of {repeat} runs {runs(rebuild_rates)}; " if repeat > 1 else ""
     report.row("audit rebuild into fresh SQLite (all_projections)", f"{built:,.0f} events/s",
-               f"{med}{runs(rebuild_rates)} projections.audit.rebuild, WAL, 1 event per commit".strip())
+               f"{med}projections.audit.rebuild, {len(all_projections())} projections; client CPU "
+               f"{statistics.median(rebuild_cpu):.0%} of wall time ({1e6 / built:.0f} µs per event)")
     ratios = [b / r for b, r in zip(rebuild_rates, read_rates)]
     report.row("rebuild / raw read", f"{built / read:.0%}",
-               f"ratio of the medians; per run {runs(ratios, '{:.0%}')}".strip())
+               f"ratio of the two medians above; per run {runs(ratios, '{:.0%}')}".strip())
 
 
 # --- main -------------------------------------------------------------------------------------------------------
@@ -327,24 +346,28 @@ async def bench(args: argparse.Namespace, workdir: Path) -> Report:
     report.cond("SQLite", sqlite3.sqlite_version)
     report.cond("sync mode", 'sync_interval "always" (fsync every write)' if args.sync_always
                 else "default sync_interval (2 min)")
-    report.cond("storage", f"file, temp dir on {workdir}")
+    report.cond("storage", f"JetStream file storage in {workdir} ({filesystem(workdir)})")
 
     server = EmbeddedNats(workdir / "nats", sync_always=args.sync_always).start()
-    nc = await nats.connect(server.url, max_reconnect_attempts=2)
+    try:
+        nc = await nats.connect(server.url, max_reconnect_attempts=2)
+    except BaseException:
+        server.stop()
+        raise
     try:
         await ensure_streams(nc.jetstream(), StreamSettings())
         store = JetStreamEventStore(nc)
         subject, headers, body = append_message(make_commit("agg-0", 1, 1, note), expected_seq=1)
-        header_bytes = sum(len(k) + len(v) + 4 for k, v in headers.items())
-        report.cond("commit size", f"{len(body)} B body (1 event, {args.note_bytes} B note) + {header_bytes} B "
-                    f"headers, subject {len(subject)} B")
+        headers["Nats-Expected-Stream"] = EVENT_STREAM  # added by js.publish(stream=...) in store.append
+        header_bytes = len("NATS/1.0\r\n\r\n") + sum(len(k) + len(v) + 4 for k, v in headers.items())
+        report.cond("commit size", f"{len(body)} B body (1 event, {args.note_bytes} B note) + {len(headers)} headers "
+                    f"of {header_bytes} B in all, subject {len(subject)} B")
 
         print("results:", flush=True)
         await sequential_appends(store, args.latency_appends, note, report)
         await concurrent_appends(store, args.concurrent_appends, args.concurrency, note, report)
         populated = args.events - args.latency_appends - args.concurrent_appends
-        ids = await populate(nc, store, populated // args.events_per_aggregate, args.events_per_aggregate,
-                             note, report)
+        ids = await populate(nc, populated // args.events_per_aggregate, args.events_per_aggregate, note, report)
         info = await nc.jetstream().stream_info(EVENT_STREAM)
         assert info.state.messages == args.events, (info.state.messages, args.events)
         report.cond("event count", f"{info.state.messages:,} events = commits ({args.latency_appends:,} sequential "
@@ -372,7 +395,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept {workdir}")
         else:
-            import shutil
             shutil.rmtree(workdir, ignore_errors=True)
     command = "python -m bench.store_bench " + " ".join(sys.argv[1:] if argv is None else argv)
     text = (f"# Store benchmark\n\n`{command.strip()}` — {elapsed:.0f} s in all. One run; a shared 2-core machine "

@@ -21,6 +21,8 @@ class EventRecord:
     subject: str
     stored_at: datetime | None
     event: dict[str, Any]
+    index: int = 0
+    """Position of the event within its commit (0-based)."""
 
     @property
     def type(self) -> str:
@@ -42,8 +44,8 @@ def records(seq: int, subject: str, stored_at: datetime | None, body: bytes) -> 
         ValueError: the body is not JSON (json.JSONDecodeError is a ValueError).
     """
     raw = json.loads(body)
-    for item in raw if isinstance(raw, list) else (raw,):
-        yield EventRecord(seq, subject, stored_at, item)
+    for index, item in enumerate(raw if isinstance(raw, list) else (raw,)):
+        yield EventRecord(seq, subject, stored_at, item, index)
 
 
 class Projection(ABC):

@@ -1,4 +1,5 @@
-"""``event_log``: one row per event of the log — the generic audit read model."""
+"""``event_log``: one row per event of the log — the generic audit read model. ``idx`` is the event's
+position within its commit (one stream message), so ``(seq, idx)`` names every event."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from projections.base import EventRecord, Projection
 
 class EventLog(Projection):
     name = "event_log"
-    version = 1
+    version = 2
     tables = {
         "event_log": """
         CREATE TABLE IF NOT EXISTS event_log (
@@ -30,7 +31,7 @@ class EventLog(Projection):
     def apply(self, db: sqlite3.Connection, record: EventRecord) -> None:
         e = record.event
         agg = f'{e["aggregatecontext"]}.{e["aggregatetype"]}/{e["aggregateid"]}'
-        idx = e["aggregateversion"]
+        idx = record.index
         db.execute(
             "INSERT OR REPLACE INTO event_log VALUES (?,?,?,?,?,?,?,?,?,?)",
             (record.seq, idx, e["id"], e["time"], e["eventtype"], record.subject, agg, e["aggregateversion"],

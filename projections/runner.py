@@ -110,6 +110,9 @@ class ProjectionRunner:
 
     def _apply(self, batch: list[tuple[int, str, object, bytes]], until: dict[str, int] | None) -> int:
         count = 0
+        # Positions advance in a copy, adopted only once the transaction has committed: a failed batch is rolled
+        # back, and ``position`` (what LocalReadModel.wait_for trusts) must not claim its events.
+        positions = dict(self.positions)
         with _transaction(self.db):
             for seq, subject, stored_at, body in batch:
                 try:
@@ -118,7 +121,7 @@ class ProjectionRunner:
                     log.error("event seq %s on %s is not JSON; skipped by projections (dead-lettered by services)", seq, subject)
                     recs = []
                 for p in self.projections:
-                    if seq <= self.positions[p.name] or (until is not None and seq > until.get(p.name, 0)):
+                    if seq <= positions[p.name] or (until is not None and seq > until.get(p.name, 0)):
                         continue
                     for rec in recs:
                         if p.wants(rec.type):
@@ -127,9 +130,10 @@ class ProjectionRunner:
                             except Exception as exc:
                                 raise ProjectionError(f"projection {p.name} failed on seq {seq} ({rec.type}): {exc}") from exc
                             count += 1
-                    self.positions[p.name] = seq
+                    positions[p.name] = seq
             for p in self.projections:
-                set_tracking(self.db, p.name, p.version, self.positions[p.name])
+                set_tracking(self.db, p.name, p.version, positions[p.name])
+        self.positions = positions
         return count
 
 

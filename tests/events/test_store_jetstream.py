@@ -1,6 +1,12 @@
+import asyncio
+
 import pytest
 
+from events.store import jetstream
+from events.store.jetstream import JetStreamEventStore
+from events.subjects import EVENT_STREAM
 from tests.events.store_contract import StoreContract
+from tests.support import eventually
 
 
 class TestJetStreamStore(StoreContract):
@@ -9,3 +15,109 @@ class TestJetStreamStore(StoreContract):
     @pytest.fixture
     def store(self, js_store):
         return js_store
+
+
+# --- the replay behind read()/read_raw(): flow control and ordered-consumer recovery ---------------------------
+
+async def test_a_reader_slower_than_the_server_still_gets_every_message_in_order(nc, monkeypatch):
+    """Enough bytes for the server to ask for flow control several times (its window is tens of MB): the replay
+    answers as the reader takes messages, so a slow reader neither stalls the consumer (no restart needed)
+    nor loses messages."""
+    js = nc.jetstream()
+    body = b"x" * (1 << 20)
+    for i in range(48):
+        await js.publish(f"nc.evt.test.blob.b{i}.BlobStored", body)
+    calls = spy(monkeypatch, "start", "_owe_flow_control")
+    seqs = []
+    async for raw in JetStreamEventStore(nc).read_raw():
+        seqs.append(raw.seq)
+        await asyncio.sleep(0.005)
+    assert seqs == list(range(1, 49))
+    assert calls["_owe_flow_control"] >= 1 and calls["start"] == 1
+
+
+async def test_a_replay_whose_consumer_vanished_resumes_after_the_last_message_read(nc):
+    """The consumer is deleted mid-replay (as a server restart loses it): after two silent heartbeat intervals
+    the replay recreates it after the last message it had, with nothing lost or repeated."""
+    await fill(nc, 6)
+    store = JetStreamEventStore(nc, replay_heartbeat=0.2)
+    seen = []
+    async for raw in store.read_raw(follow=True):
+        seen.append(raw.seq)
+        if raw.seq == 3:
+            for name in await consumer_names(nc):
+                await nc.jetstream().delete_consumer(EVENT_STREAM, name)
+            await fill(nc, 2, start=6)
+        if raw.seq == 8:
+            break
+    assert seen == list(range(1, 9))
+
+
+async def test_a_follow_goes_on_after_a_server_restart(nats_server, nc):
+    """The restarted server has lost the (memory) consumer: the follower recreates it once reconnected and
+    delivers what was appended after the restart, nothing twice."""
+    await fill(nc, 3)
+    store = JetStreamEventStore(nc, replay_heartbeat=0.2)
+    seen = []
+
+    async def follower():
+        async for raw in store.read_raw(follow=True):
+            seen.append(raw.seq)
+            if raw.seq == 5:
+                return
+
+    task = asyncio.create_task(follower())
+    await eventually(lambda: seen == [1, 2, 3])
+    nats_server.stop()
+    nats_server.start()
+    await eventually(lambda: jetstream_ready(nc), timeout=20)
+    await fill(nc, 2, start=3)
+    await asyncio.wait_for(task, 30)
+    assert seen == [1, 2, 3, 4, 5]
+
+
+async def test_a_message_lost_on_the_way_is_read_again_in_order(nc, monkeypatch):
+    """A gap in the delivery sequence (a message dropped between server and reader) restarts the consumer after
+    the last message queued, as nats-py's ordered consumer does."""
+    await fill(nc, 10)
+    original = jetstream._OrderedReplay._on_msg
+    dropped = []
+
+    async def lossy(self, msg):
+        if msg.data and msg.reply and not dropped and msg.reply.split(".")[5] == "4":
+            dropped.append(msg)  # stream sequence 4 never reaches the queue
+            return
+        await original(self, msg)
+
+    monkeypatch.setattr(jetstream._OrderedReplay, "_on_msg", lossy)
+    calls = spy(monkeypatch, "start")
+    assert [raw.seq async for raw in JetStreamEventStore(nc).read_raw()] == list(range(1, 11))
+    assert dropped and calls["start"] == 2
+
+
+async def fill(nc, n: int, start: int = 0) -> None:
+    js = nc.jetstream()
+    for i in range(start, start + n):
+        await js.publish(f"nc.evt.test.counter.c{i}.CounterIncremented", b"[]")
+
+
+async def jetstream_ready(nc) -> bool:
+    try:
+        return nc.is_connected and bool(await nc.jetstream(timeout=0.5).stream_info(EVENT_STREAM))
+    except Exception:
+        return False
+
+
+async def consumer_names(nc) -> list[str]:
+    return [c.name for c in await nc.jetstream().consumers_info(EVENT_STREAM)]
+
+
+def spy(monkeypatch, *methods: str) -> dict[str, int]:
+    """Count calls of ``_OrderedReplay`` methods."""
+    calls = dict.fromkeys(methods, 0)
+    for name in methods:
+        def counted(self, *args, _name=name, _original=getattr(jetstream._OrderedReplay, name), **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(jetstream._OrderedReplay, name, counted)
+    return calls

@@ -53,7 +53,7 @@ async def test_event_log_gets_one_row_per_event_and_tracks_the_last_seq(js_store
     runner = ProjectionRunner(db, [EventLog()], js_store, batch_size=7)
     assert await runner.catch_up() == 25
     assert db.execute("SELECT count(*), min(seq), max(seq) FROM event_log").fetchone() == (25, 1, 25)
-    assert tracked(db, "event_log") == (1, 25)
+    assert tracked(db, "event_log") == (EventLog.version, 25)
     assert db.execute("SELECT type, aggregate, version FROM event_log WHERE seq=4").fetchone() == ("CounterIncremented", "test.counter/c0", 2)
 
 
@@ -68,6 +68,17 @@ async def test_a_failing_event_rolls_back_its_whole_batch_and_resuming_applies_e
     assert tracked(db, "totals") == (1, 4) and totals(db) == {"c0": 0 + 1 + 2 + 3}
     assert await ProjectionRunner(db, [Totals()], js_store, batch_size=4).catch_up() == 6
     assert totals(db) == {"c0": sum(range(10))} and tracked(db, "totals") == (1, 10)
+
+
+async def test_a_failed_batch_does_not_advance_the_runners_position(js_store, tmp_path):
+    """``position`` is what a read model's ``wait_for`` trusts: it must stay at the last committed batch."""
+    await fill(js_store, 10, aggregates=1)
+    failing = Totals()
+    failing.fail_on = 6
+    runner = ProjectionRunner(open_db(tmp_path / "rm.db"), [failing], js_store, batch_size=4)
+    with pytest.raises(ProjectionError):
+        await runner.catch_up()
+    assert runner.position == 4 == tracked(runner.db, "totals")[1]
 
 
 async def test_bumping_a_projection_version_rebuilds_it_from_the_log(js_store, tmp_path):
@@ -89,7 +100,7 @@ async def test_follow_applies_events_appended_after_the_catch_up(js_store, tmp_p
     runner = ProjectionRunner(db, [EventLog()], js_store)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.follow(stop))
-    await eventually(lambda: tracked(db, "event_log") == (1, 3))
+    await eventually(lambda: tracked(db, "event_log") == (EventLog.version, 3))
     await fill(js_store, 2, aggregates=2, prefix="d")
     await eventually(lambda: tracked(db, "event_log")[1] == 5)
     stop.set()
