@@ -104,8 +104,7 @@ class ProjectionRunner:
                 applied += self._apply(batch, until)
                 if progress:
                     progress(applied, batch[-1][0])
-            if hasattr(stream, "aclose"):
-                await stream.aclose()
+            await stream.aclose()
         return applied
 
     def _apply(self, batch: list[tuple[int, str, object, bytes]], until: dict[str, int] | None) -> int:

@@ -18,3 +18,13 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def has_at_least(coro: Awaitable[list], n: int) -> bool:
+    """For :func:`eventually`: the awaited list has ``n`` or more items."""
+    return len(await coro) >= n
+
+
+async def equals(coro: Awaitable[object], expected: object) -> bool:
+    """For :func:`eventually`: the awaited value equals ``expected``."""
+    return await coro == expected

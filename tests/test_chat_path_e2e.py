@@ -18,7 +18,7 @@ from services.projector.service import read_model_path
 from tests.bus import events_of, settings
 from tests.gateway.test_gateway_service import get, post
 from tests.router.test_router_service import register
-from tests.support import eventually
+from tests.support import eventually, has_at_least
 
 
 async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
@@ -33,7 +33,7 @@ async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
         for text in ("hi", "is the shop open?"):
             status, _ = await post(port.port, {"chat": "shop", "sender": "eve", "text": text})
             assert status == 202
-        await eventually(lambda: _count(events_of(store, "AgentTurnRequested"), 1))
+        await eventually(lambda: has_at_least(events_of(store, "AgentTurnRequested"), 1))
         turn = (await events_of(store, "AgentTurnRequested"))[-1]
         await append_emit(store, Emit.new("run1", AgentRunStarted(run_id="run1", chat_jid="http:shop", group_folder="shop",
                                                                   turn_id=turn.turn_id)), source="runner", msg_id="a")
@@ -45,7 +45,7 @@ async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
                           source="runner", msg_id="c")
         replies = await get(port.port, "shop", wait=10)
         assert [m["text"] for m in replies["messages"]] == ["Open till 6."]
-        await eventually(lambda: _count(events_of(store, "MessageSent"), 1))
+        await eventually(lambda: has_at_least(events_of(store, "MessageSent"), 1))
         last = await store.last_seq()
         await eventually(lambda: _projected(read_model_path(s.data_dir), last))
     finally:
@@ -72,7 +72,3 @@ def _projected(path, seq) -> bool:
         return row[0] is not None and row[0] >= seq
     finally:
         db.close()
-
-
-async def _count(coro, n):
-    return len(await coro) >= n

@@ -59,6 +59,7 @@ class HttpChannel:
     """The channel's state (replies, callbacks) lives in ``<data_dir>/gateway/http.db``, private to the gateway."""
 
     name = "http"
+    connected = True  # a local HTTP server: replies can always be stored for GET and callbacks
 
     def __init__(self, config: HttpConfig, buffer: InboundBuffer, state_path: Path, token: str | None):
         if not _is_loopback(config.host) and not token:
@@ -74,8 +75,6 @@ class HttpChannel:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    connected = True
 
     # ---- HTTP server -------------------------------------------------------------------------------------
     def app(self) -> web.Application:

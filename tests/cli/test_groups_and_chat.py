@@ -17,7 +17,7 @@ from services.harness.service import Emit
 from services.router.service import build as build_router
 from tests.bus import context, events_of, running, settings
 from tests.cli.test_cli import NANOCLAW, REPO, cli
-from tests.support import eventually
+from tests.support import eventually, has_at_least
 
 
 def env_for(server) -> dict[str, str]:
@@ -59,13 +59,13 @@ async def test_terminal_chat_goes_through_the_bus_and_prints_the_reply(nats_serv
                                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.stdin.write(b"hello from the terminal\n")
         await proc.stdin.drain()
-        await eventually(lambda: _count(events_of(store, "AgentTurnRequested"), 1), timeout=30)
+        await eventually(lambda: has_at_least(events_of(store, "AgentTurnRequested"), 1), timeout=30)
         [turn] = await events_of(store, "AgentTurnRequested")
         assert turn.chat_jid == "term:main" and turn.channel == "terminal" and turn.is_main
         assert "hello from the terminal" in turn.prompt
         out = AgentOutputProduced(run_id="r1", chat_jid="term:main", group_folder="main", text="Hi there!")
         await append_emit(store, Emit.new("r1", out), source="runner", msg_id="o1")
-        await eventually(lambda: _count(events_of(store, "MessageSent"), 1), timeout=30)
+        await eventually(lambda: has_at_least(events_of(store, "MessageSent"), 1), timeout=30)
         proc.stdin.write(b"/quit\n")
         await proc.stdin.drain()
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
@@ -73,7 +73,3 @@ async def test_terminal_chat_goes_through_the_bus_and_prints_the_reply(nats_serv
     assert proc.returncode == 0, stderr.decode()
     assert "Andy: Hi there!" in stdout.decode()
     assert "registered term:main as group 'main' (main)" in stderr.decode()
-
-
-async def _count(coro, n):
-    return len(await coro) >= n

@@ -27,7 +27,7 @@ from services.router.service import build as build_router
 from events.store.jetstream import JetStreamEventStore
 from tests.bus import FAST, context, events_of, running, settings
 from tests.router.test_router_service import register
-from tests.support import eventually
+from tests.support import eventually, has_at_least
 
 
 def http_settings(tmp_path, **http):
@@ -57,7 +57,7 @@ async def test_a_webhook_message_becomes_a_message_received_event(js_store, nc, 
         await eventually(lambda: http_port(gw).port is not None)
         status, body = await post(http_port(gw).port, {"chat": "support", "sender": "ann", "text": "hello"})
         assert status == 202 and len(body["id"]) == 32
-        await eventually(lambda: _count(events_of(js_store, "MessageReceived"), 1))
+        await eventually(lambda: has_at_least(events_of(js_store, "MessageReceived"), 1))
     [msg] = await events_of(js_store, "MessageReceived")
     assert (msg.channel, msg.chat_jid, msg.message_id, msg.sender_name, msg.text) == ("http", "http:support", body["id"], "ann", "hello")
 
@@ -116,7 +116,7 @@ async def test_a_webhook_chat_gets_its_reply_by_callback_and_by_long_poll(js_sto
             await eventually(lambda: http_port(gw).port is not None)
             port = http_port(gw).port
             _, accepted = await post(port, {"chat": "support", "sender": "ann", "text": "where is my order?", "callback_url": hook})
-            await eventually(lambda: _count(events_of(js_store, "AgentTurnRequested"), 1))
+            await eventually(lambda: has_at_least(events_of(js_store, "AgentTurnRequested"), 1))
             [turn] = await events_of(js_store, "AgentTurnRequested")
             assert turn.chat_jid == "http:support" and turn.channel == "http" and turn.message_ids == [accepted["id"]]
             poll = asyncio.create_task(get(port, "support", after=0, wait=10))
@@ -126,7 +126,7 @@ async def test_a_webhook_chat_gets_its_reply_by_callback_and_by_long_poll(js_sto
             replies = (await asyncio.wait_for(poll, 15))["messages"]
             assert [r["text"] for r in replies] == ["It ships today."]
             await eventually(lambda: len(calls) == 1)
-            await eventually(lambda: _count(events_of(js_store, "MessageSent"), 1))
+            await eventually(lambda: has_at_least(events_of(js_store, "MessageSent"), 1))
     finally:
         await runner.cleanup()
     assert calls[0]["text"] == "It ships today." and calls[0]["chat"] == "support"
@@ -157,7 +157,7 @@ async def test_inbound_messages_are_buffered_on_disk_while_nats_is_down_and_publ
         await eventually(lambda: http_port(gw).port is not None)
         port = http_port(gw).port
         await post(port, {"chat": "c", "sender": "a", "text": "before"})
-        await eventually(lambda: _count(events_of(store, "MessageReceived"), 1))
+        await eventually(lambda: has_at_least(events_of(store, "MessageReceived"), 1))
         nats_server.stop()
         for i in range(3):
             status, _ = await post(port, {"chat": "c", "sender": "a", "text": f"during {i}"})
@@ -165,7 +165,7 @@ async def test_inbound_messages_are_buffered_on_disk_while_nats_is_down_and_publ
         assert http_port(gw).buffer.pending() >= 1
         nats_server.start()
         await eventually(lambda: http_port(gw).buffer.pending() == 0, timeout=30)
-        await eventually(lambda: _count(events_of(store, "MessageReceived"), 4), timeout=30)
+        await eventually(lambda: has_at_least(events_of(store, "MessageReceived"), 4), timeout=30)
     await conn.close()
     texts = [m.text for m in await events_of_after_restart(nats_server)]
     assert texts == ["before", "during 0", "during 1", "during 2"]
@@ -236,7 +236,7 @@ async def test_every_outbound_request_gets_a_receipt_with_the_shared_number_pref
     await asyncio.sleep(0.3)
     assert port.sent == [] and await events_of(js_store, "MessageSent") == []  # held while disconnected
     port.connected = True
-    await eventually(lambda: _count(events_of(js_store, "MessageSent"), 2))
+    await eventually(lambda: has_at_least(events_of(js_store, "MessageSent"), 2))
     await runner.stop()
     assert port.sent == [("1@g.us", "Andy: first"), ("1@g.us", "Andy: second")]
     assert [s.channel_message_id for s in await events_of(js_store, "MessageSent")] == ["WA1", "WA2"]
@@ -247,14 +247,11 @@ async def test_a_send_that_keeps_failing_ends_in_a_delivery_failed_receipt(js_st
     port = FakeWhatsApp(fail=100)
     runner = await run_outbound(nc, js_store, port)
     await request(js_store, "r1")
-    await eventually(lambda: _count(events_of(js_store, "MessageDeliveryFailed"), 1), timeout=20)
+    await eventually(lambda: has_at_least(events_of(js_store, "MessageDeliveryFailed"), 1), timeout=20)
     await runner.stop()
     [failed] = await events_of(js_store, "MessageDeliveryFailed")
     assert failed.attempts == MAX_SEND_ATTEMPTS and "server said no" in failed.reason and port.sent == []
 
-
-async def _count(coro, n: int) -> bool:
-    return len(await coro) >= n
 
 
 async def test_typing_shows_while_a_run_is_active_in_a_whatsapp_chat(js_store, nc):

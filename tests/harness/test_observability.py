@@ -13,7 +13,7 @@ from services.harness.runner import ServiceRunner
 from services.harness.service import Emit, Service
 from services.harness.status import status_app
 from tests.harness.test_runner import FAST, PongSent, ping, pongs
-from tests.support import eventually
+from tests.support import eventually, equals
 
 
 async def test_status_endpoints_report_health_readiness_and_prometheus_metrics(nc, js_store):
@@ -28,7 +28,7 @@ async def test_status_endpoints_report_health_readiness_and_prometheus_metrics(n
         assert (await client.get("/readyz")).status == 503  # not started yet
         await runner.start()
         await ping(js_store, 1)
-        await eventually(lambda: _eq(pongs(js_store), [1]))
+        await eventually(lambda: equals(pongs(js_store), [1]))
         assert (await client.get("/healthz")).status == 200
         ready = await client.get("/readyz")
         assert ready.status == 200 and (await ready.json())["services"]["pinger"]["ready"] is True
@@ -59,7 +59,3 @@ async def test_log_lines_are_json_with_service_event_type_and_correlation_id(nc,
     event = [c async for c in js_store.read()][0].events[0]
     assert handled["service"] == "pinger" and handled["event_type"] == "PingSent"
     assert handled["correlation_id"] == event.correlationid and handled["level"] == "info" and "timestamp" in handled
-
-
-async def _eq(coro, expected):
-    return await coro == expected

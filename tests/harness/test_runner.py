@@ -12,7 +12,7 @@ from events.subjects import DEAD_LETTER_STREAM
 from services.harness.config import HarnessSettings
 from services.harness.runner import ServiceRunner, consumer_name
 from services.harness.service import Emit, Service
-from tests.support import eventually
+from tests.support import eventually, equals
 
 
 class PingSent(EventPayload):
@@ -57,7 +57,7 @@ async def test_handler_emits_are_appended_then_the_message_is_acked(nc, js_store
 
     runner = await run(pong_service(reply), nc, js_store)
     await ping(js_store, 1)
-    await eventually(lambda: _eq(pongs(js_store), [1]))
+    await eventually(lambda: equals(pongs(js_store), [1]))
     info = await nc.jetstream().consumer_info("NC_EVENTS", consumer_name("pinger"))
     await eventually(lambda: _acked(nc))
     pong = [c async for c in js_store.read(subject_filter="nc.evt.test.pong.>")][0].events[0]
@@ -96,7 +96,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_with_an_error_event
     runner = await run(pong_service(picky), nc, js_store)
     bad = await ping(js_store, 13)
     await ping(js_store, 14)
-    await eventually(lambda: _eq(pongs(js_store), [14]))
+    await eventually(lambda: equals(pongs(js_store), [14]))
     await eventually(lambda: _has(js_store))
     dead = await _dead_letter_events(js_store)
     assert len(dead) == 1
@@ -151,9 +151,6 @@ async def test_stop_finishes_the_message_in_flight_and_acks_it(nc, js_store):
     assert await pongs(js_store) == [5]
     assert await _acked(nc)
 
-
-async def _eq(coro, expected) -> bool:
-    return await coro == expected
 
 
 async def _acked(nc) -> bool:

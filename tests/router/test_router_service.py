@@ -13,7 +13,7 @@ from services.harness.runner import append_emit
 from services.router.groups import RegisteredGroup
 from services.router.service import build
 from tests.bus import context, events_of, repo, running, settings
-from tests.support import eventually
+from tests.support import eventually, has_at_least
 
 GROUP = "120363001@g.us"
 
@@ -39,7 +39,7 @@ async def test_a_triggered_message_becomes_a_turn_request_with_the_pending_messa
     async with running(build, context(nc, js_store, settings(tmp_path))):
         await receive(js_store, "did anyone feed the cat?", mid="m1", ts="2026-03-01T10:00:00.000Z")
         await receive(js_store, "@Andy what do you think?", mid="m2", ts="2026-03-01T10:01:00.000Z", name="Bob")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
         turn = (await turns(js_store))[0]
     assert turn.message_ids == ["m1", "m2"] and turn.group_folder == "family" and turn.channel == "whatsapp"
     assert turn.previous_cursor == "" and turn.cursor == "2026-03-01T10:01:00.000Z"
@@ -66,16 +66,16 @@ async def test_the_per_group_trigger_replaces_the_default(js_store, nc, tmp_path
         await eventually(lambda: _settled(runner))
         assert await turns(js_store) == []
         await receive(js_store, "@claw hi", mid="m2", ts="2026-03-01T10:00:01.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
 
 
 async def test_the_main_group_needs_no_trigger_and_the_cursor_advances_turn_by_turn(js_store, nc, tmp_path):
     await register(js_store, folder="main", is_main=True)
     async with running(build, context(nc, js_store, settings(tmp_path))):
         await receive(js_store, "first", mid="m1", ts="2026-03-01T10:00:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
         await receive(js_store, "second", mid="m2", ts="2026-03-01T10:05:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 2))
+        await eventually(lambda: has_at_least(turns(js_store), 2))
     first, second = await turns(js_store)
     assert first.message_ids == ["m1"] and second.message_ids == ["m2"]
     assert second.previous_cursor == first.cursor
@@ -86,7 +86,7 @@ async def test_a_redelivered_whatsapp_message_is_one_event_and_one_turn(js_store
     async with running(build, context(nc, js_store, settings(tmp_path))) as runner:
         a = await receive(js_store, "hello", mid="WA1", ts="2026-03-01T10:00:00.000Z")
         b = await receive(js_store, "hello", mid="WA1", ts="2026-03-01T10:00:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
         await eventually(lambda: _settled(runner))
     assert b.duplicate and a.seq == b.seq and len(await turns(js_store)) == 1
 
@@ -98,7 +98,7 @@ async def test_more_pending_messages_than_the_cap_are_announced_in_the_prompt(js
         for i in range(5):
             await receive(js_store, f"note {i}", mid=f"m{i}", ts=f"2026-03-01T10:0{i}:00.000Z")
         await receive(js_store, "@Andy summarise", mid="m9", ts="2026-03-01T10:09:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
     turn = (await turns(js_store))[0]
     assert turn.message_ids == ["m3", "m4", "m9"] and turn.omitted == 3
     assert 'count="3"' in turn.prompt
@@ -108,12 +108,12 @@ async def test_a_follow_up_while_a_message_run_is_active_is_appended_to_that_run
     await register(js_store, folder="main", is_main=True)
     async with running(build, context(nc, js_store, settings(tmp_path))):
         await receive(js_store, "start", mid="m1", ts="2026-03-01T10:00:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
         turn = (await turns(js_store))[0]
         started = AgentRunStarted(run_id="r1", chat_jid=GROUP, group_folder="main", kind="message", turn_id=turn.turn_id)
         await append_emit(js_store, Emit.new("r1", started), source="runner", msg_id="r1-start")
         await receive(js_store, "and another thing", mid="m2", ts="2026-03-01T10:01:00.000Z")
-        await eventually(lambda: _count(events_of(js_store, "AgentInputAppended"), 1))
+        await eventually(lambda: has_at_least(events_of(js_store, "AgentInputAppended"), 1))
     appended = (await events_of(js_store, "AgentInputAppended"))[0]
     assert appended.run_id == "r1" and appended.message_ids == ["m2"] and len(await turns(js_store)) == 1
 
@@ -125,7 +125,7 @@ async def test_agent_output_is_stripped_of_internal_blocks_and_sent_back_on_the_
         for i, text in enumerate(["<internal>thinking\nhard</internal>Hello!", "<internal>only internal</internal>"]):
             out = AgentOutputProduced(run_id="r1", chat_jid=GROUP, group_folder="family", text=text)
             await append_emit(js_store, Emit.append("r1", out), source="runner", msg_id=f"out{i}")
-        await eventually(lambda: _count(events_of(js_store, "OutboundMessageRequested"), 1))
+        await eventually(lambda: has_at_least(events_of(js_store, "OutboundMessageRequested"), 1))
         await eventually(lambda: _settled(runner))
     [request] = await events_of(js_store, "OutboundMessageRequested")
     assert (request.text, request.channel, request.chat_jid, request.run_id) == ("Hello!", "whatsapp", GROUP, "r1")
@@ -135,18 +135,18 @@ async def test_a_failed_run_that_delivered_nothing_rolls_the_cursor_back_once(js
     await register(js_store, folder="main", is_main=True)
     async with running(build, context(nc, js_store, settings(tmp_path))) as runner:
         await receive(js_store, "do it", mid="m1", ts="2026-03-01T10:00:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
         turn = (await turns(js_store))[0]
         await append_emit(js_store, Emit.new("r1", AgentRunStarted(run_id="r1", chat_jid=GROUP, group_folder="main",
                                                                    turn_id=turn.turn_id)), source="runner", msg_id="s")
         fin = AgentRunFinished(run_id="r1", chat_jid=GROUP, group_folder="main", status="failed", error="container died")
         await append_emit(js_store, Emit.append("r1", fin), source="runner", msg_id="f1")
         await append_emit(js_store, Emit.append("r1", fin), source="runner", msg_id="f2")  # a second report
-        await eventually(lambda: _count(events_of(js_store, "AgentCursorRolledBack"), 1))
+        await eventually(lambda: has_at_least(events_of(js_store, "AgentCursorRolledBack"), 1))
         await eventually(lambda: _settled(runner))
         # the rolled-back messages are pending again: the next message's turn includes them
         await receive(js_store, "again", mid="m2", ts="2026-03-01T10:02:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 2))
+        await eventually(lambda: has_at_least(turns(js_store), 2))
     [rolled] = await events_of(js_store, "AgentCursorRolledBack")
     assert rolled.cursor == "" and "container died" in rolled.reason
     assert (await turns(js_store))[1].message_ids == ["m1", "m2"]
@@ -156,7 +156,7 @@ async def test_a_failed_run_that_already_delivered_output_keeps_the_cursor(js_st
     await register(js_store, folder="main", is_main=True)
     async with running(build, context(nc, js_store, settings(tmp_path))) as runner:
         await receive(js_store, "do it", mid="m1", ts="2026-03-01T10:00:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
         fin = AgentRunFinished(run_id="r1", chat_jid=GROUP, group_folder="main", status="failed", output_delivered=True)
         await append_emit(js_store, Emit.new("r1", fin), source="runner", msg_id="f1")
         await eventually(lambda: _settled(runner))
@@ -169,7 +169,7 @@ async def test_start_up_recovery_requests_turns_for_triggered_messages_received_
     await receive(js_store, "@Andy are you there?", mid="m2", ts="2026-03-01T10:01:00.000Z")
     s = settings(tmp_path)
     async with running(build, context(nc, js_store, s)):
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
     async with running(build, context(nc, js_store, s)) as runner:  # a restart without news
         await eventually(lambda: _settled(runner))
     assert [t.message_ids for t in await turns(js_store)] == [["m1", "m2"]]
@@ -185,12 +185,9 @@ async def test_a_sender_in_drop_mode_is_ignored_and_an_unlisted_sender_cannot_tr
         await eventually(lambda: _settled(runner))
         assert await turns(js_store) == []
         await receive(js_store, "@Andy from Alice", mid="m2", ts="2026-03-01T10:01:00.000Z")
-        await eventually(lambda: _count(turns(js_store), 1))
+        await eventually(lambda: has_at_least(turns(js_store), 1))
     assert (await turns(js_store))[0].message_ids == ["m1", "m2"]  # the stranger's words stay as context
 
-
-async def _count(coro, n: int) -> bool:
-    return len(await coro) >= n
 
 
 async def _settled(runner) -> bool:
