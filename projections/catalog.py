@@ -3,10 +3,12 @@ and what `nanoclaw audit rebuild|verify` replays."""
 
 from __future__ import annotations
 
+from projections.agents import RunDispatches, Sessions
 from projections.base import Projection
 from projections.chat import chat_projections
 from projections.event_log import EventLog
+from projections.usage import UsageProjection
 
 
 def all_projections() -> list[Projection]:
-    return [EventLog(), *chat_projections()]
+    return [EventLog(), *chat_projections(), Sessions(), RunDispatches(), UsageProjection()]

@@ -14,7 +14,14 @@ if [ ! -f "$stamp" ]; then
   echo "nanoclaw: installing dependencies into $venv (first run, or pyproject.toml changed)…" >&2
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet -e "$repo[test,whatsapp]" >&2
+  "$venv/bin/python" -m pip install --quiet -e "$repo[test,whatsapp,agent]" >&2
   rm -f "$venv"/.installed-*
   touch "$stamp"
+fi
+# The sandbox image starts from a local Debian base made with debootstrap when no registry can be reached
+# (deploy/images/base.py); install it where we can (root with apt), else that step says what is missing.
+if ! command -v debootstrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "nanoclaw: installing debootstrap (for the local sandbox base image)…" >&2
+  apt-get install -y -q debootstrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } || \
+    echo "nanoclaw: could not install debootstrap; \`nanoclaw sandbox build\` will need it or a pullable base image" >&2
 fi

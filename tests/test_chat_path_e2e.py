@@ -23,7 +23,8 @@ from tests.support import eventually, has_at_least
 
 async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
     s = settings(tmp_path, nats={"urls": [nats_server.url]}, channels={"http": {"port": 0}})
-    host = Host(s, Credentials(), builders(), [nats_server.url])
+    chat_path = {name: b for name, b in builders().items() if name in ("gateway", "router", "projections")}
+    host = Host(s, Credentials(), chat_path, [nats_server.url])
     await host.start()
     store = JetStreamEventStore(host.nc)
     try:

@@ -1,4 +1,5 @@
-"""Agent-run events (the container runner emits them; the router consumes outputs)."""
+"""Agent-run events: the container runner emits them (the router turns outputs into replies; the queue frees
+slots on ``AgentRunFinished``). Aggregate id: the run id, except sessions (the group folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from events.catalogue.base import EventPayload
 
 
 class AgentRunStarted(EventPayload):
-    """A sandboxed agent run started for a group. Aggregate id: the run id."""
+    """A sandboxed agent run started for a group. ``turn_id`` is the first router turn the run answers (the
+    one a roll-back returns to); ``backend`` names the sandbox (docker, apple-container, process)."""
 
     context = "agent"
     aggregate = "run"
@@ -18,11 +20,14 @@ class AgentRunStarted(EventPayload):
     group_folder: str
     kind: Literal["message", "task"] = "message"
     turn_id: str | None = None
+    task_id: str | None = None
+    backend: str | None = None
+    container: str | None = None
 
 
 class AgentOutputProduced(EventPayload):
     """One streamed result of a run (between the output markers). ``text`` may hold ``<internal>`` blocks;
-    the router strips them. ``text`` is None for a result with no user-facing output. Aggregate id: the run id."""
+    the router strips them. ``text`` is None for a result with no user-facing output."""
 
     context = "agent"
     aggregate = "run"
@@ -37,9 +42,38 @@ class AgentOutputProduced(EventPayload):
     error: str | None = None
 
 
+class AgentInputDelivered(EventPayload):
+    """A follow-up (``AgentInputAppended``) reached the running agent."""
+
+    context = "agent"
+    aggregate = "run"
+
+    run_id: str
+    chat_jid: str
+    group_folder: str
+    message_ids: list[str]
+
+
+class AgentInputRejected(EventPayload):
+    """A follow-up could not reach the run (it had ended or was closing): the router requests a new turn
+    with the same ``prompt`` and messages, so no message is lost and none is answered twice."""
+
+    context = "agent"
+    aggregate = "run"
+
+    run_id: str
+    chat_jid: str
+    group_folder: str
+    prompt: str
+    message_ids: list[str]
+    previous_cursor: str
+    reason: str
+
+
 class AgentRunFinished(EventPayload):
     """A run ended. ``output_delivered`` tells the router whether to keep or roll back the cursor.
-    Aggregate id: the run id."""
+    ``interrupted``: the runner restarted during the run and stopped its container (the queue re-runs an
+    interrupted task once; message runs go through the normal retry)."""
 
     context = "agent"
     aggregate = "run"
@@ -50,3 +84,17 @@ class AgentRunFinished(EventPayload):
     status: Literal["succeeded", "failed", "timed_out"]
     output_delivered: bool = False
     error: str | None = None
+    duration_ms: int | None = None
+    interrupted: bool = False
+
+
+class AgentSessionReset(EventPayload):
+    """The stored Claude session of a group can no longer be resumed (v1: "no conversation found"): the next
+    run starts a fresh one. Aggregate id: the group folder."""
+
+    context = "agent"
+    aggregate = "session"
+
+    group_folder: str
+    session_id: str
+    reason: str

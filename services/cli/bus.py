@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from pathlib import Path
 from typing import AsyncIterator
@@ -20,6 +21,15 @@ from services.harness.natsserver import EmbeddedNats
 
 def run_file(settings: Settings) -> Path:
     return Path(settings.data_dir) / "run" / "nats.url"
+
+
+def write_run_file(settings: Settings, url: str) -> None:
+    """Record the running server's URL (with the services user's password: owner-only file)."""
+    path = run_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(url)
 
 
 def nats_store_dir(settings: Settings) -> Path:

@@ -18,14 +18,10 @@ from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
 from services.router.folders import InvalidFolder
 from services.router.groups import GroupError, RegisteredGroup
+from services.router.model import channel_of
 from services.router.trigger import default_trigger
 
 app = typer.Typer(help="Manage the chats the assistant serves.", no_args_is_help=True)
-
-
-def channel_of(jid: str) -> str:
-    """``http:<chat>`` → http, ``term:<name>`` → terminal, anything else → whatsapp."""
-    return "http" if jid.startswith("http:") else "terminal" if jid.startswith("term:") else "whatsapp"
 
 
 async def current_groups(store) -> list[dict]:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 
-from services.cli.bus import nats_store_dir, run_file
+from services.cli.bus import nats_store_dir, run_file, write_run_file
+from services.cli.cmd_sandbox import build_with_progress
 from services.cli.common import ConfigOption, CredentialsOption, console, load, run
 from services.cli.registry import builders
 from services.harness.host import Host
+from services.runner.config import RunnerConfig
+from services.harness.natsauth import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats, free_port
 
 
@@ -23,17 +28,25 @@ def up(config: Path | None = ConfigOption, credentials: Path | None = Credential
         console.print(f"[red]configuration error[/red]: services: unknown {unknown}; available: {sorted(available)}")
         raise typer.Exit(2)
     chosen = {name: available[name] for name in settings.services}
-    server = None
+    if "runner" in chosen:
+        _ensure_sandbox_image(settings)
+    if creds.run_token_key is None:
+        # The runner mints and the broker checks per-run model-proxy tokens; in one process a fresh key per
+        # start is enough (separate processes share the one in credentials.yml).
+        creds = creds.model_copy(update={"run_token_key": SecretStr(secrets.token_urlsafe(32))})
+    server = auth = None
     urls = settings.nats.urls
     if not urls:
-        server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always).start()
-        urls = [server.url]
-        run_file(settings).parent.mkdir(parents=True, exist_ok=True)
-        run_file(settings).write_text(server.url)
+        # Clients authenticate: sandboxes reach this server too, each as a user confined to its own group.
+        auth = EmbeddedAuth(nats_store_dir(settings) / "auth.conf")
+        server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always,
+                              auth=auth).start()
+        urls = [server.services_url]
+        write_run_file(settings, server.services_url)
         console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})")
     console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
     try:
-        run(Host(settings, creds, chosen, urls).run_until_signalled())
+        run(Host(settings, creds, chosen, urls, run_identities=auth).run_until_signalled())
     finally:
         if server is not None:
             run_file(settings).unlink(missing_ok=True)
@@ -54,6 +67,15 @@ def service(name: str = typer.Argument(..., help="service to run"),
                       "(set NANOCLAW_NATS__URLS='[\"nats://host:4222\"]', or use `nanoclaw up`)")
         raise typer.Exit(2)
     run(Host(settings, creds, {name: available[name]}, settings.nats.urls).run_until_signalled())
+
+
+def _ensure_sandbox_image(settings) -> None:
+    """The default Docker sandbox image is built (or confirmed current: a content-hash no-op) before the
+    runner starts, so a fresh machine needs nothing but `nanoclaw up`. A custom image is the user's."""
+    config = RunnerConfig.model_validate(settings.runner)
+    if config.backend == "docker" and config.image == RunnerConfig().image:
+        console.print("checking the agent sandbox image (the first build takes a few minutes)…")
+        build_with_progress()
 
 
 def _port(preferred: int) -> int:

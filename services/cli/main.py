@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import cmd_audit, cmd_chat, cmd_doctor, cmd_events, cmd_groups, cmd_up, cmd_whatsapp
+from services.cli import cmd_audit, cmd_chat, cmd_doctor, cmd_events, cmd_groups, cmd_sandbox, cmd_up, cmd_whatsapp
 
 app = typer.Typer(name="nanoclaw", help="NanoClaw Bus: a personal Claude assistant on an event-sourced message bus.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -16,6 +16,7 @@ app.add_typer(cmd_groups.app, name="groups")
 app.add_typer(cmd_whatsapp.app, name="whatsapp")
 app.add_typer(cmd_events.app, name="events")
 app.add_typer(cmd_audit.app, name="audit")
+app.add_typer(cmd_sandbox.app, name="sandbox")
 
 if __name__ == "__main__":
     app()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from services.harness.host import Builder
+from services.broker.service import build as build_broker
 from services.gateway.service import build as build_gateway
+from services.harness.host import Builder
 from services.projector.service import build as build_projections
+from services.queue.service import build as build_queue
 from services.router.service import build as build_router
+from services.runner.service import build as build_runner
 
 
 def builders() -> dict[str, Builder]:
-    return {"gateway": build_gateway, "router": build_router, "projections": build_projections}
+    return {"gateway": build_gateway, "router": build_router, "queue": build_queue, "runner": build_runner,
+            "broker": build_broker, "projections": build_projections}

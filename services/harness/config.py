@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ConfigError(Exception):
@@ -77,13 +77,16 @@ class Settings(BaseSettings):
     assistant_name: str = Field("Andy", min_length=1, pattern=r"^\S(.*\S)?$")
     assistant_has_own_number: bool = False
     timezone: str = Field(default_factory=_default_timezone)
-    services: list[str] = Field(default_factory=lambda: ["gateway", "router", "projections"],
+    services: list[str] = Field(default_factory=lambda: ["gateway", "router", "queue", "runner", "broker", "projections"],
                                 description="what `nanoclaw up` runs")
     nats: NatsSettings = Field(default_factory=NatsSettings)
     harness: HarnessSettings = Field(default_factory=HarnessSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     channels: dict[str, Any] = Field(default_factory=dict)
     router: dict[str, Any] = Field(default_factory=dict)
+    queue: dict[str, Any] = Field(default_factory=dict)
+    runner: dict[str, Any] = Field(default_factory=dict)
+    broker: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -115,6 +118,8 @@ class Credentials(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     claude_code_oauth_token: SecretStr | None = None
     webhook_token: SecretStr | None = None
+    run_token_key: SecretStr | None = Field(None, description="HMAC key shared by the runner (mints per-run model-proxy "
+                                            "tokens) and the broker (checks them); `nanoclaw up` makes one per start if unset")
     nats: NatsCredentials = Field(default_factory=NatsCredentials)
 
     @classmethod

@@ -11,6 +11,7 @@ from events.repository import Repository
 from events.store.port import EventStore
 from services.harness.config import Credentials, Settings
 from services.harness.metrics import Metrics
+from services.harness.natsauth import RunIdentityIssuer
 
 
 @dataclass
@@ -20,6 +21,7 @@ class ServiceContext:
     nc: Client
     store: EventStore
     metrics: Metrics
+    run_identities: RunIdentityIssuer | None = None  # per-run NATS users for sandboxes (the embedded server's)
 
     @property
     def data_dir(self) -> Path:

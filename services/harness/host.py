@@ -7,6 +7,7 @@ import asyncio
 import signal
 from dataclasses import dataclass, field
 from typing import Callable
+from urllib.parse import urlparse
 
 from nats.aio.client import Client
 
@@ -17,6 +18,7 @@ from services.harness.connect import connect_nats
 from services.harness.context import ServiceContext
 from services.harness.logging import get_logger
 from services.harness.metrics import Metrics
+from services.harness.natsauth import RunIdentityIssuer
 from services.harness.runner import ServiceRunner
 from services.harness.service import Service
 from services.harness.status import start_status_server, status_app
@@ -31,6 +33,7 @@ class Host:
     builders: dict[str, Builder]
     urls: list[str]
     metrics: Metrics = field(default_factory=Metrics)
+    run_identities: RunIdentityIssuer | None = None
 
     def __post_init__(self) -> None:
         self.log = get_logger("nanoclaw.host")
@@ -43,7 +46,7 @@ class Host:
         self.nc = await connect_nats(self.urls, s.nats, self.credentials, name=f"nanoclaw-{'+'.join(self.builders)}")
         await ensure_streams(self.nc.jetstream(), StreamSettings(s.nats.stream_replicas, s.nats.duplicate_window_s))
         store = JetStreamEventStore(self.nc, timeout=s.nats.request_timeout_s)
-        ctx = ServiceContext(s, self.credentials, self.nc, store, self.metrics)
+        ctx = ServiceContext(s, self.credentials, self.nc, store, self.metrics, self.run_identities)
         services = [build(ctx) for build in self.builders.values()]
         self.runners = [ServiceRunner(svc, self.nc, store, s.harness, self.metrics) for svc in services]
         # Every consumer exists before any service publishes, so nothing emitted at start-up is missed.
@@ -54,7 +57,7 @@ class Host:
         if s.harness.status_port is not None:
             app = status_app(self.metrics, self.checks)
             self._status = await start_status_server(app, s.harness.status_host, s.harness.status_port)
-        self.log.info("services running", services=list(self.builders), nats=self.urls)
+        self.log.info("services running", services=list(self.builders), nats=[_redact(u) for u in self.urls])
 
     def checks(self) -> dict[str, dict[str, bool]]:
         return {r.service.name: {"healthy": r.healthy, "ready": r.ready} for r in self.runners}
@@ -80,3 +83,11 @@ class Host:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _redact(url: str) -> str:
+    """A URL without its password (the embedded server's services URL carries one)."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=f"{parsed.username}:***@{parsed.hostname}:{parsed.port}").geturl()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.harness.natsauth import EmbeddedAuth
 
 REPO_NATS_CONF = Path(__file__).resolve().parents[2] / "nats.conf"
 
@@ -54,6 +57,8 @@ class EmbeddedNats:
         port: client port (0 picks a free one).
         sync_always: ``sync_interval: always`` (fsync every write; see docs/architecture.md for the trade-off).
         extra_conf: more configuration text appended to the generated file.
+        auth: the users (services and per-run sandboxes, :class:`~services.harness.natsauth.EmbeddedAuth`);
+            None: no authentication (tests, and a temporary server of the CLI).
     """
 
     store_dir: Path
@@ -64,6 +69,7 @@ class EmbeddedNats:
     max_memory_store: str = "256MB"
     extra_conf: str = ""
     log_file: Path | None = None
+    auth: EmbeddedAuth | None = None
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -75,6 +81,8 @@ class EmbeddedNats:
         sync = '\n  sync_interval: "always"' if self.sync_always else ""
         # nats-server resolves includes relative to the including file, so the shared file is inlined.
         base = REPO_NATS_CONF.read_text() + "\n" if REPO_NATS_CONF.exists() else ""
+        if self.auth is not None:
+            base += f"include \"{self.auth.path.name}\"\n"
         return (
             f"{base}listen: \"{self.host}:{self.port}\"\n"
             f"jetstream {{\n  store_dir: \"{store}\"\n  max_file_store: {self.max_file_store}\n"
@@ -93,6 +101,10 @@ class EmbeddedNats:
         store = Path(self.store_dir)
         store.mkdir(parents=True, exist_ok=True)
         conf = store / "nats-server.generated.conf"
+        if self.auth is not None:
+            self.auth.path = store / "auth.conf"  # includes resolve relative to the including file
+            self.auth.reload = self.reload
+            self.auth.write()
         conf.write_text(self.config_text())
         log_path = self.log_file or store / "nats-server.log"
         out = open(log_path, "ab")
@@ -113,6 +125,18 @@ class EmbeddedNats:
                 time.sleep(0.02)
         self.stop()
         raise NatsServerError(f"nats-server did not listen on {self.url} within {timeout}s (log {log_path})")
+
+    def reload(self) -> None:
+        """Apply a changed configuration (users) without a restart: nats-server reloads on SIGHUP."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def services_url(self) -> str:
+        """The URL with the services user's credentials (for our own services and the CLI)."""
+        if self.auth is None:
+            return self.url
+        return f"nats://{EmbeddedAuth.SERVICES_USER}:{self.auth.services_password}@{self.host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), then kill after ``timeout`` s."""

@@ -22,16 +22,16 @@ from nats.js import api
 from events.catalogue import payload_class
 from events.catalogue.system import MessageDeadLettered
 from events.catalogue.types import iso_utc
-from events.envelope import CloudEvent, decode_events, new_commit, utcnow
+from events.envelope import decode_events, utcnow
 from events.errors import ConcurrencyError, EventStoreError, InvalidEvent, UnknownEventType
-from events.store.port import AppendResult, EventStore
+from events.store.port import EventStore
 from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_STREAM, event_filter
 from services.harness.config import HarnessSettings
+from services.harness.emit import append_emit
 from services.harness.logging import bind_event, get_logger
 from services.harness.metrics import Metrics
+from services.harness.requests import RequestServer
 from services.harness.service import Delivery, Emit, RetryLater, Service
-
-_APPEND_RETRIES = 5
 
 
 class PoisonMessage(Exception):
@@ -40,30 +40,6 @@ class PoisonMessage(Exception):
 
 def consumer_name(service: str) -> str:
     return f"svc_{service}"
-
-
-async def append_emit(store: EventStore, emit: Emit, *, source: str, msg_id: str,
-                      causation: CloudEvent | None = None) -> AppendResult:
-    """Append one :class:`Emit`. With ``expected_seq=None`` the commit goes after the aggregate's current head
-    (re-read on a race).
-
-    Raises:
-        ConcurrencyError: the emit's expectation is stale (the handler decided on old state).
-    """
-    for attempt in range(_APPEND_RETRIES):
-        seq, version = emit.expected_seq, emit.base_version
-        if seq is None or version is None:
-            head = await store.head(emit.aggregate)
-            seq = head.seq if seq is None else seq
-            version = head.version if version is None else version
-        commit = new_commit(emit.aggregate, list(emit.payloads), version=version, source=source,
-                            msg_id=emit.msg_id or msg_id, causation=causation)
-        try:
-            return await store.append(commit, expected_seq=seq)
-        except ConcurrencyError:
-            if emit.expected_seq is not None or attempt == _APPEND_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -79,6 +55,7 @@ class ServiceRunner:
         self.log = get_logger("nanoclaw.harness", service=self.service.name)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._requests = RequestServer(self.service, self.nc, self.store)
         self.ready = False
 
     @property
@@ -90,7 +67,10 @@ class ServiceRunner:
         if not self.service.handlers:
             return
         js = self.nc.jetstream()
-        filters = sorted({event_filter(*self._event_context(t)) for t in self.service.handlers})
+        # Filter by aggregate, not by event type: a commit's subject names only its *first* event, so a
+        # handled event later in a commit (RunDispatched after RunReleased) would be missed. The handler map
+        # picks the wanted events out of each delivered commit.
+        filters = sorted({event_filter(*self._event_context(t)[:2]) for t in self.service.handlers})
         config = api.ConsumerConfig(
             name=consumer_name(self.service.name),
             durable_name=consumer_name(self.service.name),
@@ -120,12 +100,13 @@ class ServiceRunner:
                 await append_emit(self.store, emit, source=self.service.name, msg_id=f"start:{self.service.name}:{time.time_ns()}:{i}")
         if self.service.handlers:
             self._tasks.append(asyncio.create_task(self._consume(), name=f"{self.service.name}-consume"))
+        await self._requests.start()
         for task in self.service.tasks:
             t = asyncio.create_task(task(self.service.deps), name=f"{self.service.name}-task")
             t.add_done_callback(self._task_ended)
             self._tasks.append(t)
         self.ready = True
-        self.log.info("service started", handlers=sorted(self.service.handlers))
+        self.log.info("service started", handlers=sorted(self.service.handlers), requests=sorted(self.service.requests))
 
     def _task_ended(self, task: asyncio.Task) -> None:
         """A service task should run until stopped: say loudly when one ends early (the service turns unhealthy)."""
@@ -138,6 +119,7 @@ class ServiceRunner:
     async def stop(self) -> None:
         self._stopping.set()
         self.ready = False
+        await self._requests.stop()
         for t in self._tasks:
             if t.get_name().endswith("-consume"):
                 try:

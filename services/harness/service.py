@@ -66,7 +66,47 @@ class Delivery:
     deliveries: int = 1
 
 
+@dataclass(frozen=True)
+class Request:
+    """One NATS request to a service (the agents' IPC tools). ``subject`` tokens carry the requester's
+    identity (e.g. ``nc.ipc.<folder>.<tool>``: the server lets a run publish only under its own folder), so
+    handlers authorise from ``subject``, never from ``data``."""
+
+    subject: str
+    data: dict[str, Any]
+    request_id: str
+
+    def token(self, index: int) -> str:
+        return self.subject.split(".")[index]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A request's answer: ``{"ok": true, "result": …}`` or ``{"ok": false, "error": "…"}``, plus the events
+    to append first (the reply is sent only after they are stored, so "ok" means it happened). ``then``, if
+    set, is awaited after storing and its reply is sent instead (to report an outcome that follows, such as a
+    delivery receipt)."""
+
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    emits: Sequence[Emit] = ()
+    then: "Callable[[], Awaitable[Reply]] | None" = None  # awaited after the emits are stored (e.g. a receipt)
+
+    @classmethod
+    def success(cls, result: Any, *emits: Emit | None) -> "Reply":
+        return cls(True, result, None, tuple(e for e in emits if e is not None))
+
+    @classmethod
+    def failure(cls, error: str) -> "Reply":
+        return cls(False, None, error)
+
+    def body(self) -> dict[str, Any]:
+        return {"ok": True, "result": self.result} if self.ok else {"ok": False, "error": self.error}
+
+
 Handler = Callable[[Delivery, Any], Awaitable[Sequence[Emit]]]
+RequestHandler = Callable[[Request, Any], Awaitable[Reply]]
 Task = Callable[[Any], Awaitable[None]]
 
 
@@ -84,6 +124,8 @@ class Service:
             first, and caught up to each delivered event before its handler runs.
         max_deliver: server-side delivery limit for this service's consumer (None: the harness setting; -1:
             unlimited, for services whose handlers raise :class:`RetryLater` while a channel is down).
+        requests: NATS subject pattern (wildcards allowed) → request handler; served in the queue group
+            ``svc_<name>`` so replicas share the load.
     """
 
     name: str
@@ -93,6 +135,7 @@ class Service:
     on_start: Callable[[Any], Awaitable[Sequence[Emit]]] | None = None
     readmodel: Any = None
     max_deliver: int | None = None
+    requests: dict[str, RequestHandler] = field(default_factory=dict)
 
 
 class RetryLater(Exception):

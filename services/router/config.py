@@ -14,6 +14,8 @@ class RouterConfig(BaseModel):
         sender_allowlist: path of the per-chat sender allowlist (JSON or YAML; §21.1). None: everyone allowed.
         sender_allowlist_fail_closed: what a missing or broken allowlist file means. False (NanoClaw's choice,
             the default): allow everyone, log a warning. True: only the owner's own messages trigger.
+        send_receipt_timeout_s: how long the ``send_message`` tool waits for the channel's receipt before it
+            answers "pending" (the message is stored and delivered when the channel is back).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -21,3 +23,4 @@ class RouterConfig(BaseModel):
     max_messages_per_prompt: int = Field(10, ge=1, le=200)
     sender_allowlist: Path | None = None
     sender_allowlist_fail_closed: bool = False
+    send_receipt_timeout_s: float = Field(10.0, gt=0, le=300)

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
+from events.catalogue.agent import AgentInputRejected, AgentOutputProduced, AgentRunFinished
+from events.catalogue.queue import MessageRetryDue
 from events.catalogue.chat import MessageReceived, OutboundMessageRequested
 from events.repository import Repository
 from services.harness.service import Delivery, Emit
 from services.router import queries
 from services.router.config import RouterConfig
 from services.router.conversation import Conversation
-from services.router.model import Group
+from services.router.model import Group, channel_of
 from services.router.outbound_text import outbound_text
 from services.router.prompt import format_messages
 from services.router.selection import pending_messages, recover_cursor, should_trigger
@@ -74,7 +75,7 @@ async def _route(group: Group, deps: RouterDeps, *, seed: str, trigger_on: list[
         conv.append_input(run_id=run_id, chat_jid=group.jid, group_folder=group.folder, prompt=prompt,
                           message_ids=ids, previous_cursor=conv.cursor, cursor=pending[-1].timestamp)
     else:
-        channel = queries.chat_channel(deps.readmodel, group.jid) or "whatsapp"
+        channel = queries.chat_channel(deps.readmodel, group.jid) or channel_of(group.jid)
         conv.request_turn(turn_id=str(uuid.uuid5(_TURN_NS, seed)), chat_jid=group.jid, group_folder=group.folder,
                           is_main=group.is_main, channel=channel, prompt=prompt, message_ids=ids,
                           previous_cursor=conv.cursor, cursor=pending[-1].timestamp, omitted=omitted)
@@ -87,7 +88,7 @@ async def on_agent_output(d: Delivery, deps: RouterDeps) -> list[Emit]:
     text = outbound_text(out.text)
     if text is None:
         return []  # nothing user-facing remains once <internal> blocks are gone
-    channel = out.channel or queries.chat_channel(deps.readmodel, out.chat_jid) or "whatsapp"
+    channel = out.channel or queries.chat_channel(deps.readmodel, out.chat_jid) or channel_of(out.chat_jid)
     request = OutboundMessageRequested(channel=channel, chat_jid=out.chat_jid, text=text,  # type: ignore[arg-type]
                                        group_folder=out.group_folder, run_id=out.run_id)
     return [Emit.new(f"{out.run_id}:{d.event.id}", request)]
@@ -101,6 +102,30 @@ async def on_run_finished(d: Delivery, deps: RouterDeps) -> list[Emit]:
     turn = queries.run_turn(deps.readmodel, fin.run_id)
     if conv is None or not conv.roll_back(fin.run_id, turn, reason=fin.error or fin.status):
         return []
+    emit = Emit.of(conv)
+    return [emit] if emit else []
+
+
+async def on_retry_due(d: Delivery, deps: RouterDeps) -> list[Emit]:
+    """The queue's retry of a failed message run (v1 scheduleRetry → enqueueMessageCheck): re-read the
+    pending messages, which the failed run's roll-back made pending again, and request a turn."""
+    due: MessageRetryDue = d.payload  # type: ignore[assignment]
+    group = queries.group(deps.readmodel, due.chat_jid)
+    return [] if group is None else await _route(group, deps, seed=d.event.id, trigger_on=None)
+
+
+async def on_input_rejected(d: Delivery, deps: RouterDeps) -> list[Emit]:
+    """A follow-up missed its run (the run ended first): hand the same messages to a new turn. The cursor
+    stays where it is, so later messages are not answered twice."""
+    rej: AgentInputRejected = d.payload  # type: ignore[assignment]
+    group = queries.group(deps.readmodel, rej.chat_jid)
+    conv = await deps.repository.get(Conversation, rej.chat_jid)
+    if group is None or conv is None:
+        return []
+    channel = queries.chat_channel(deps.readmodel, group.jid) or channel_of(group.jid)
+    conv.request_turn(turn_id=str(uuid.uuid5(_TURN_NS, d.event.id)), chat_jid=group.jid, group_folder=group.folder,
+                      is_main=group.is_main, channel=channel, prompt=rej.prompt, message_ids=rej.message_ids,
+                      previous_cursor=rej.previous_cursor, cursor=conv.cursor)
     emit = Emit.of(conv)
     return [emit] if emit else []
 

@@ -18,6 +18,11 @@ def group(rm: ReadModel, jid: str) -> Group | None:
     return _group(rows[0]) if rows else None
 
 
+def group_by_folder(rm: ReadModel, folder: str) -> Group | None:
+    rows = rm.query("SELECT * FROM registered_groups WHERE folder = ?", (folder,))
+    return _group(rows[0]) if rows else None
+
+
 def groups(rm: ReadModel) -> list[Group]:
     return [_group(r) for r in rm.query("SELECT * FROM registered_groups ORDER BY folder")]
 

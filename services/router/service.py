@@ -9,7 +9,7 @@ from projections.chat import chat_projections
 from projections.readmodel import LocalReadModel
 from services.harness.context import ServiceContext
 from services.harness.service import Service
-from services.router import handlers
+from services.router import handlers, ipc
 from services.router.config import RouterConfig
 from services.router.sender_allowlist import SenderAllowlist, load_sender_allowlist
 
@@ -26,7 +26,9 @@ def build(ctx: ServiceContext) -> Service:
     return Service(
         "router",
         handlers={"MessageReceived": handlers.on_message_received, "AgentOutputProduced": handlers.on_agent_output,
-                  "AgentRunFinished": handlers.on_run_finished},
+                  "AgentRunFinished": handlers.on_run_finished, "MessageRetryDue": handlers.on_retry_due,
+                  "AgentInputRejected": handlers.on_input_rejected},
+        requests=ipc.REQUESTS,
         deps=deps,
         readmodel=readmodel,
         on_start=handlers.recover_pending,

@@ -15,6 +15,7 @@ import pytest
 from events.envelope import AggregateRef, new_commit
 from events.store.jetstream import JetStreamEventStore
 from services.harness.natsserver import find_nats_server
+from tests.docker_support import agent_image
 from tests.events.store_contract import CounterIncremented
 
 NANOCLAW = [sys.executable, "-m", "services.cli.main"]
@@ -27,6 +28,7 @@ def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 
 
 def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
+    agent_image()  # `up` builds the sandbox image when missing; built here first, so the 30 s below is start-up only
     env = {**os.environ, "PYTHONPATH": str(REPO), "NANOCLAW_CHANNELS": '{"http": {"port": 0}}'}
     proc = subprocess.Popen(NANOCLAW + ["up", "--port", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -65,12 +65,19 @@ def test_the_credentials_template_is_a_valid_credentials_file():
 
 
 def test_the_example_config_is_valid_and_shows_every_default(tmp_path):
+    from services.broker.config import BrokerConfig
     from services.gateway.config import GatewayConfig
+    from services.queue.config import QueueConfig
     from services.router.config import RouterConfig
+    from services.runner.config import RunnerConfig
 
     example = Path(__file__).resolve().parents[2] / "config.example.yml"
     s = load_settings(example)
     defaults = load_settings(write(tmp_path, "{}\n")).model_copy(update={"timezone": s.timezone})
-    assert s.model_copy(update={"router": {}, "channels": {}}) == defaults  # the raw sections are checked below
+    raw = {"router": {}, "channels": {}, "queue": {}, "runner": {}, "broker": {}}
+    assert s.model_copy(update=raw) == defaults  # the raw sections are checked below
     assert RouterConfig.model_validate(s.router) == RouterConfig()
     assert GatewayConfig.model_validate(s.channels) == GatewayConfig()
+    assert QueueConfig.model_validate(s.queue) == QueueConfig()
+    assert RunnerConfig.model_validate(s.runner) == RunnerConfig()
+    assert BrokerConfig.model_validate(s.broker) == BrokerConfig()

@@ -1,0 +1,1 @@
+"""Deployment: container images (``deploy.images``) and, later, the compose deployment."""

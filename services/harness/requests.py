@@ -1,0 +1,78 @@
+"""Serve a service's NATS requests (the agents' IPC tools): decode JSON, call the handler, store its events,
+then reply. A bad request or a failing handler gets an error reply naming the problem; the service keeps
+running and nothing is half-written (events are stored before the reply says "ok")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from events.store.port import EventStore
+from services.harness.logging import get_logger
+from services.harness.emit import append_emit
+from services.harness.service import Reply, Request, Service
+
+
+class RequestServer:
+    """Subscribes ``service.requests`` in the queue group ``svc_<name>``.
+
+    ``readmodel``: caught up to the log's end before each handler (so a group registered a moment ago is
+    known). The request id is the ``Nc-Request-Id`` header when the caller sends one (a retried tool call is
+    then stored once), else a fresh uuid.
+    """
+
+    def __init__(self, service: Service, nc: Client, store: EventStore):
+        self.service, self.nc, self.store = service, nc, store
+        self.log = get_logger("nanoclaw.harness", service=service.name)
+        self._subs: list[Any] = []
+        self._inflight: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        for pattern, handler in self.service.requests.items():
+            async def serve(msg: Msg, handler=handler) -> None:
+                # nats-py runs one subscription's callbacks one after another; a request that waits (for a
+                # receipt) must not hold up the others.
+                task = asyncio.create_task(self._serve(msg, handler))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            self._subs.append(await self.nc.subscribe(pattern, queue=f"svc_{self.service.name}", cb=serve))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs.clear()
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _serve(self, msg: Msg, handler) -> None:
+        request_id = (msg.headers or {}).get("Nc-Request-Id") or str(uuid.uuid4())
+        try:
+            data = json.loads(msg.data or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        except ValueError as exc:
+            return await self._respond(msg, Reply.failure(f"request on {msg.subject} is not a JSON object: {exc}"))
+        try:
+            if self.service.readmodel is not None:
+                await self.service.readmodel.wait_for(await self.store.last_seq())
+            reply = await handler(Request(msg.subject, data, request_id), self.service.deps)
+            for i, emit in enumerate(reply.emits):
+                await append_emit(self.store, emit, source=self.service.name, msg_id=f"req:{request_id}:{self.service.name}:{i}")
+            if reply.then is not None:
+                reply = await reply.then()
+        except Exception as exc:  # noqa: BLE001 - the requester gets the error; the service keeps serving
+            self.log.warning("request failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
+            reply = Reply.failure(f"{self.service.name} could not handle the request: {type(exc).__name__}: {exc}")
+        await self._respond(msg, reply)
+
+    async def _respond(self, msg: Msg, reply: Reply) -> None:
+        if not reply.ok:
+            self.log.info("request refused", subject=msg.subject, error=reply.error)
+        if msg.reply:
+            await msg.respond(json.dumps(reply.body()).encode())

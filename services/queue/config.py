@@ -1,0 +1,28 @@
+"""Queue settings (the ``queue:`` section of config.yml)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class QueueConfig(BaseModel):
+    """Args:
+        max_concurrent: agent runs at once over all groups (v1 ``MAX_CONCURRENT_CONTAINERS``, default 5, min 1);
+            message and task runs share it. Always at most one run per group.
+        max_retries: retries of a group's failed message run before the queue gives up until the next message
+            (v1 ``MAX_RETRIES``); 0 never retries.
+        base_retry_ms: the first retry's delay in ms; retry n waits ``base_retry_ms · 2^(n-1)`` (v1
+            ``BASE_RETRY_MS``: 5 s, 10 s, 20 s, 40 s, 80 s).
+
+    Raises (on validation): pydantic.ValidationError for unknown keys or out-of-range values.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrent: int = Field(5, ge=1)
+    max_retries: int = Field(5, ge=0)
+    base_retry_ms: int = Field(5000, ge=1)
+
+    def retry_delay_ms(self, attempt: int) -> int:
+        """Delay before retry ``attempt`` (1-based) in ms."""
+        return self.base_retry_ms * 2 ** (attempt - 1)

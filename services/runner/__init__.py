@@ -1,0 +1,1 @@
+"""Runner service: runs agent sandboxes (see docs/agent-runs.md)."""

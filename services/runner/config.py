@@ -1,0 +1,92 @@
+"""Runner settings (the ``runner:`` section of config.yml).
+
+Durations carry their unit in the name (``_ms`` milliseconds, ``_s`` seconds). The defaults are NanoClaw v1's
+(§2: ``CONTAINER_TIMEOUT`` and ``IDLE_TIMEOUT`` 30 min, ``CONTAINER_MAX_OUTPUT_SIZE`` 10 MiB) and the
+sandbox limits of stack-notes §3.1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IDLE_GRACE_MS = 30_000
+"""v1 §19: the hard timeout is at least the idle timeout plus 30 s, so the graceful close always wins the race
+with the hard kill (PR #639)."""
+
+_SIZE = re.compile(r"[1-9][0-9]*[bkmg]?", re.IGNORECASE)
+
+
+class RunnerConfig(BaseModel):
+    """Args:
+        backend: ``docker`` (default), ``apple-container`` (macOS; argv only here) or ``process`` (trusted local
+            mode: no isolation; chosen only explicitly, never as a fallback).
+        image: the agent image.
+        network: the internal Docker network the sandboxes join (created if missing, ``internal=True``).
+        network_subnet: its IPv4 subnet; the first host address (the gateway, e.g. ``172.29.0.1``) is the only
+            host address a sandbox can reach: the runner relays NATS and the model proxy there.
+        memory: memory limit (docker size syntax, ``1g``); swap is pinned to the same value (no swap).
+        cpus: CPU limit (cores).
+        pids_limit: maximum processes in the sandbox.
+        tmp_size: size of the ``/tmp`` tmpfs (docker size syntax).
+        timeout_ms: hard timeout base; a group's ``container_config["timeout"]`` overrides it (see
+            :meth:`hard_timeout_ms`).
+        idle_timeout_ms: how long an idle run is kept before the queue asks it to close.
+        stop_grace_s: seconds between the graceful stop (SIGTERM) and the kill.
+        mount_allowlist: the extra-mount allowlist (kept outside the project; never mounted).
+        max_output_bytes: cap on the stdout and on the stderr kept for the run log, each.
+        user: ``uid:gid`` the sandbox runs as; never root. Its writable mounts (group folder, session dir) must
+            be writable by it: set it to the owner of the data directory when that is not 1000.
+        model_proxy_url: the broker's model proxy as the runner reaches it (loopback in one process); sandboxes
+            get it relayed at the network gateway, same port.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["docker", "apple-container", "process"] = "docker"
+    image: str = Field("nanoclaw-agent:latest", min_length=1)
+    network: str = Field("nanoclaw-sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    network_subnet: str = "172.29.0.0/24"
+    memory: str = "1g"
+    cpus: float = Field(1.0, gt=0)
+    pids_limit: int = Field(256, ge=16)
+    tmp_size: str = "64m"
+    timeout_ms: int = Field(1_800_000, ge=1)
+    idle_timeout_ms: int = Field(1_800_000, ge=0)
+    stop_grace_s: int = Field(10, ge=0, le=300)
+    mount_allowlist: Path = Path("~/.config/nanoclaw/mount-allowlist.json")
+    max_output_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    user: str = Field("1000:1000", pattern=r"^[0-9]+(:[0-9]+)?$")
+    model_proxy_url: str = Field("http://127.0.0.1:8788", pattern=r"^https?://[^/]+/?$")
+
+    @field_validator("network_subnet")
+    @classmethod
+    def _subnet(cls, v: str) -> str:
+        net = ipaddress.ip_network(v, strict=True)  # ValueError names the problem
+        if net.version != 4 or net.num_addresses < 4:
+            raise ValueError("expected an IPv4 subnet with room for a gateway and sandboxes, e.g. 172.29.0.0/24")
+        return str(net)
+
+    @field_validator("memory", "tmp_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not _SIZE.fullmatch(v):
+            raise ValueError("expected a size such as 512m or 1g")
+        return v.lower()
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, v: str) -> str:
+        if v.split(":")[0] == "0":
+            raise ValueError("the sandbox never runs as root (uid 0)")
+        return v
+
+    def hard_timeout_ms(self, container_config: dict[str, Any] | None = None) -> int:
+        """v1 §19: ``max(group timeout or timeout_ms, idle_timeout_ms + 30 s)`` in ms (1,830,000 by default)."""
+        group = (container_config or {}).get("timeout")
+        base = group if isinstance(group, int) and not isinstance(group, bool) and group > 0 else self.timeout_ms
+        return max(base, self.idle_timeout_ms + IDLE_GRACE_MS)

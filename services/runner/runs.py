@@ -1,0 +1,228 @@
+"""Live agent runs: start a sandbox for a dispatched run, turn its output blocks into events, forward
+follow-ups and close over NATS, and finish the run (as NanoClaw v1 runContainerAgent, event-sourced).
+
+Events a run appends (aggregate ``agent/run/<run_id>``, message ids derived from the run id, so a repeat is
+stored once): ``AgentRunStarted`` → ``AgentOutputProduced``… → ``AgentRunFinished``; ``AgentSessionReset``
+when the CLI can no longer resume the group's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from nats.aio.client import Client
+
+from events.catalogue.agent import AgentOutputProduced, AgentRunFinished, AgentRunStarted, AgentSessionReset
+from events.catalogue.base import EventPayload
+from events.catalogue.queue import RunDispatched
+from events.store.port import EventStore
+from services.harness import run_token
+from services.harness.emit import append_emit
+from services.harness.natsauth import RunIdentity, RunIdentityIssuer
+from services.harness.service import Emit
+from services.runner.config import RunnerConfig
+from services.runner.mount_allowlist import MountAllowlistLoader
+from services.runner.mounts import RunnerPaths, build_mounts, prepare_dirs
+from services.runner.sandbox.base import GROUP_LABEL, RUN_ID_LABEL, SandboxBackend, SandboxSpec, container_name
+from services.runner.supervisor import supervise
+
+log = logging.getLogger("nanoclaw.runner")
+
+# v1 runAgent: these errors mean the stored session cannot be resumed; the next run starts fresh.
+_LOST_SESSION = re.compile(r"no conversation found|ENOENT.*\.jsonl|session.*not found", re.IGNORECASE)
+# v1 §10: text that is only <internal> blocks never reaches the user.
+_INTERNAL = re.compile(r"<internal>[\s\S]*?</internal>")
+_INPUT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a sandbox reaches the bus and the model proxy (loopback for the process backend; the internal
+    network's gateway, relayed, for containers)."""
+
+    nats_url: str
+    model_url: str
+
+
+@dataclass
+class GroupInfo:
+    container_config: dict[str, Any] | None = None
+
+
+@dataclass
+class ActiveRun:
+    dispatch: RunDispatched
+    name: str
+    identity: RunIdentity
+    resumed_session: str | None = None
+    outputs: int = 0
+    last_error: str | None = None  # the agent's own error text (the exit status says only "exited with 1")
+    delivered: bool = False
+    closing: bool = False
+    idle_timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task | None = None
+
+
+@dataclass
+class RunManager:
+    """Args:
+        backend: the sandbox runtime. issuer: per-run NATS identities. endpoints: resolved at start.
+        token_key: HMAC key for per-run model-proxy tokens (:mod:`services.harness.run_token`).
+    """
+
+    config: RunnerConfig
+    backend: SandboxBackend
+    store: EventStore
+    nc: Client
+    issuer: RunIdentityIssuer
+    paths: RunnerPaths
+    allowlist: MountAllowlistLoader
+    token_key: bytes
+    assistant_name: str
+    timezone: str
+    endpoints: Endpoints | None = None
+    clock: Callable[[], float] = time.time
+    active: dict[str, ActiveRun] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+
+    async def start(self, d: RunDispatched, group: GroupInfo, session_id: str | None) -> None:
+        """Start ``d`` unless it is running or finished here. Appends ``AgentRunStarted`` before any output;
+        a sandbox that cannot be spawned is a finished, failed run (v1 "Container spawn error")."""
+        if self.endpoints is None:
+            raise RuntimeError("the runner is not ready (its endpoints are resolved at start)")
+        if d.run_id in self.active or d.run_id in self.finished:
+            return  # a redelivered dispatch
+        prepare_dirs(d.group_folder, self.paths, owner=self.config.user if self.backend.kind != "process" else None)
+        mounts = build_mounts(d.group_folder, d.is_main, group.container_config, self.paths, self.allowlist)
+        identity = await self.issuer.issue(d.run_id, d.group_folder)
+        name = container_name(d.group_folder, int(self.clock() * 1000))
+        env = {"TZ": self.timezone}
+        if self.backend.kind == "process":
+            env["IS_SANDBOX"] = "1"  # trusted mode may run as root, where the CLI otherwise refuses bypass mode
+        spec = SandboxSpec(name=name, image=self.config.image, mounts=mounts, env=env,
+                           labels={RUN_ID_LABEL: d.run_id, GROUP_LABEL: d.group_folder})
+        run = ActiveRun(d, name, identity, resumed_session=session_id)
+        self.active[d.run_id] = run
+        hard_ms = self.config.hard_timeout_ms(group.container_config)
+        started = AgentRunStarted(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder, kind=d.kind,
+                                  turn_id=d.turn_ids[0] if d.turn_ids else None, task_id=d.task_id,
+                                  backend=self.backend.kind, container=name)
+        await self._append(d.run_id, started, "started")
+        payload = self._input(d, identity, session_id, hard_ms)
+        run.task = asyncio.create_task(self._supervise(run, spec, payload, hard_ms), name=f"run-{d.run_id}")
+
+    def _input(self, d: RunDispatched, identity: RunIdentity, session_id: str | None, hard_ms: int) -> bytes:
+        assert self.endpoints is not None
+        token = run_token.mint(self.token_key, d.run_id, d.group_folder, self.clock() + hard_ms / 1000 + 600)
+        return json.dumps({
+            "run_id": d.run_id, "prompt": d.prompt, "session_id": session_id, "group_folder": d.group_folder,
+            "chat_jid": d.chat_jid, "is_main": d.is_main, "is_scheduled_task": d.kind == "task",
+            "assistant_name": self.assistant_name, "script": d.script,
+            "nats": identity.as_input(self.endpoints.nats_url),
+            "model": {"base_url": self.endpoints.model_url, "token": token},
+        }).encode()
+
+    async def _supervise(self, run: ActiveRun, spec: SandboxSpec, payload: bytes, hard_ms: int) -> None:
+        d = run.dispatch
+        try:
+            outcome = await supervise(self.backend, spec, payload, on_output=lambda block: self._on_output(run, block),
+                                      hard_timeout_ms=hard_ms, stop_grace_s=self.config.stop_grace_s,
+                                      log_dir=self.paths.group_dir(d.group_folder) / "logs",
+                                      max_output_bytes=self.config.max_output_bytes, group=d.group_folder,
+                                      is_main=d.is_main)
+            status, error, duration = outcome.status, outcome.error, outcome.duration_ms
+        except Exception as exc:  # noqa: BLE001 - whatever happened, the run must finish (the queue waits)
+            log.exception("run %s crashed", d.run_id)
+            status, error, duration = "failed", f"runner error: {type(exc).__name__}: {exc}", None
+        finally:
+            if run.idle_timer is not None:
+                run.idle_timer.cancel()
+            await self.issuer.revoke(d.run_id)
+        try:
+            reason = " | ".join(e for e in (run.last_error, error) if e)
+            if status != "succeeded" and run.resumed_session and _LOST_SESSION.search(reason):
+                reset = AgentSessionReset(group_folder=d.group_folder, session_id=run.resumed_session, reason=reason[:500])
+                await self._append(d.group_folder, reset, f"{d.run_id}:session-reset")
+            await self._append(d.run_id, AgentRunFinished(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder,
+                                                          status=status, output_delivered=run.delivered, error=error,
+                                                          duration_ms=duration), "finished")
+        finally:
+            self.active.pop(d.run_id, None)
+            self.finished.add(d.run_id)
+
+    async def _on_output(self, run: ActiveRun, block: dict[str, Any]) -> None:
+        d = run.dispatch
+        text = block.get("result") if isinstance(block.get("result"), str) else None
+        status = "error" if block.get("status") == "error" else "success"
+        session = block.get("newSessionId") if isinstance(block.get("newSessionId"), str) else None
+        error = str(block["error"])[:2000] if block.get("error") else None
+        run.outputs += 1
+        run.last_error = error or run.last_error
+        if text and _INTERNAL.sub("", text).strip():
+            run.delivered = True
+        await self._append(d.run_id, AgentOutputProduced(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder,
+                                                         channel=d.channel, text=text, status=status, session_id=session,
+                                                         error=error), f"out:{run.outputs}")
+        if status == "success" and d.kind == "message":
+            self._arm_idle(run)
+
+    def _arm_idle(self, run: ActiveRun) -> None:
+        """v1: an idle message run is closed ``idle_timeout_ms`` after its last result."""
+        if run.idle_timer is not None:
+            run.idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        run.idle_timer = loop.call_later(self.config.idle_timeout_ms / 1000,
+                                         lambda: asyncio.ensure_future(self.close(run.dispatch.run_id)))
+
+    async def deliver_input(self, run_id: str, text: str) -> tuple[bool, str]:
+        """Send a follow-up into a live message run. Returns (delivered, reason if not)."""
+        run = self.active.get(run_id)
+        if run is None:
+            return False, "the run has ended"
+        if run.dispatch.kind != "message":
+            return False, "task runs take no follow-ups"  # v1 §13: task containers refuse piped messages
+        if run.closing:
+            return False, "the run is closing"
+        ok, reason = await self._request(run, {"type": "message", "text": text})
+        if ok and run.idle_timer is not None:
+            run.idle_timer.cancel()
+            run.idle_timer = None
+        return ok, reason
+
+    async def close(self, run_id: str) -> None:
+        """Ask the agent to finish its current query and exit (v1 ``_close``)."""
+        run = self.active.get(run_id)
+        if run is None or run.closing:
+            return
+        run.closing = True
+        ok, reason = await self._request(run, {"type": "close"})
+        if not ok:
+            log.info("close of run %s not taken (%s); the hard timeout ends it", run_id, reason)
+
+    async def _request(self, run: ActiveRun, body: dict[str, Any]) -> tuple[bool, str]:
+        try:
+            reply = await self.nc.request(run.identity.input_subject, json.dumps(body).encode(), timeout=_INPUT_TIMEOUT_S)
+            answer = json.loads(reply.data or b"{}")
+        except Exception as exc:  # noqa: BLE001 - no responder, timeout, bad reply: the input did not arrive
+            return False, f"the agent did not take the input ({type(exc).__name__})"
+        return (True, "") if answer.get("ok") else (False, str(answer.get("error") or "refused by the agent"))
+
+    async def _append(self, aggregate_id: str, payload: EventPayload, key: str) -> None:
+        await append_emit(self.store, Emit.append(aggregate_id, payload), source="runner",
+                          msg_id=f"run:{payload.__class__.__name__}:{aggregate_id}:{key}")
+
+    async def shutdown(self) -> None:
+        """The service is stopping. Sandboxes are detached, as v1 does (a restart's recovery stops them and
+        finishes their runs as interrupted), except host processes, which cannot outlive us: those are stopped
+        and their runs finished now."""
+        if self.backend.kind != "process":
+            return
+        runs = list(self.active.values())
+        await asyncio.gather(*(self.backend.stop(r.name, self.config.stop_grace_s) for r in runs), return_exceptions=True)
+        await asyncio.gather(*(r.task for r in runs if r.task), return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Sandbox backends: one interface (``base``), Docker (default), Apple Container, trusted local process."""

@@ -1,0 +1,41 @@
+"""The real Claude CLI (bundled with claude-agent-sdk) talks to StubAnthropic through the model proxy, holding
+only a per-run token: the proxy is transparent to it, and the call is metered (stack-notes §2.6)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, TextBlock, query
+
+from tests.broker.test_broker_proxy import REAL_KEY, broker, token
+from tests.bus import events_of
+from tests.stub_anthropic import StubAnthropic
+
+
+async def test_the_claude_cli_runs_through_the_proxy_with_only_a_run_token(js_store, nc, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    run_token = token("run-cli", "family")
+    with StubAnthropic(steps=[("text", "Hello from behind the proxy")]) as stub:
+        async with broker(nc, js_store, tmp_path, stub.url) as proxy:
+            env = {
+                "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{proxy.port}", "ANTHROPIC_API_KEY": run_token,
+                "HOME": str(home), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+                "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
+                "ENABLE_TOOL_SEARCH": "false", "IS_SANDBOX": "1",  # tests run as root
+            }
+            assert "ANTHROPIC_AUTH_TOKEN" not in os.environ and "CLAUDE_CODE_OAUTH_TOKEN" not in os.environ
+            options = ClaudeAgentOptions(env=env, setting_sources=[], cwd=str(tmp_path), max_turns=1, tools=[])
+            messages = [m async for m in query(prompt="Say hello", options=options)]
+    texts = [b.text for m in messages if isinstance(m, AssistantMessage) for b in m.content if isinstance(b, TextBlock)]
+    [result] = [m for m in messages if isinstance(m, ResultMessage)]
+    assert result.subtype == "success" and not result.is_error, result
+    assert texts == ["Hello from behind the proxy"]
+    [seen] = stub.message_requests
+    assert seen.headers["x-api-key"] == REAL_KEY and seen.body["stream"] is True
+    assert not any(run_token in v for v in seen.headers.values())
+    [usage] = await events_of(js_store, "ModelUsageRecorded")
+    assert (usage.run_id, usage.group_folder, usage.status) == ("run-cli", "family", 200)
+    assert (usage.input_tokens, usage.output_tokens, usage.model) == (10, 7, seen.body["model"])
+    assert usage.cost_usd == pytest.approx(result.total_cost_usd)  # our price table agrees with the CLI's

@@ -1,0 +1,132 @@
+"""Drive the queue's handlers in-process, as the harness would: triggers are stored in an in-memory event store,
+handed to the handler, and its emits appended with the harness's idempotent message ids. Time is a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
+from events.catalogue.base import EventPayload
+from events.catalogue.router import AgentInputAppended, AgentTurnRequested
+from events.catalogue.scheduler import TaskRunRequested
+from events.envelope import AggregateRef, new_commit
+from events.repository import Repository
+from events.store.memory import InMemoryEventStore
+from services.harness.emit import append_emit
+from services.harness.service import Delivery
+from services.queue.config import QueueConfig
+from services.queue.handlers import HANDLERS, QueueDeps
+from services.queue.runqueue import QUEUE_ID, RunQueue
+from services.queue.timers import fire_due
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A clock that moves only by :meth:`advance`; sleepers wake when it passes their time."""
+
+    def __init__(self, start: datetime = T0):
+        self._now = start
+        self._sleepers: list[asyncio.Future] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, when: datetime) -> None:
+        while self._now < when:
+            fut = asyncio.get_running_loop().create_future()
+            self._sleepers.append(fut)
+            try:
+                await fut
+            finally:
+                self._sleepers.remove(fut)
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        for fut in self._sleepers:
+            if not fut.done():
+                fut.set_result(None)
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self._now - T0).total_seconds()
+
+
+def folder(jid: str) -> str:
+    return jid.split("@")[0]
+
+
+class QueueDriver:
+    def __init__(self, cap: int = 2, **config):
+        self.store = InMemoryEventStore()
+        self.clock = FakeClock()
+        self.deps = QueueDeps(Repository(self.store, "queue"), QueueConfig(max_concurrent=cap, **config), self.clock)
+
+    async def publish(self, aggregate_id: str, payload: EventPayload) -> tuple[Delivery, list[EventPayload]]:
+        """Store a trigger and deliver it. Returns the delivery (to redeliver it) and the queue's new events."""
+        ref = AggregateRef.for_payload(payload, aggregate_id)
+        head = await self.store.head(ref)
+        commit = new_commit(ref, [payload], version=head.version, source="test")
+        result = await self.store.append(commit, expected_seq=head.seq)
+        delivery = Delivery(commit.events[0], payload, result.seq, commit.subject)
+        return delivery, await self.deliver(delivery)
+
+    async def deliver(self, d: Delivery) -> list[EventPayload]:
+        out: list[EventPayload] = []
+        for i, emit in enumerate(await HANDLERS[type(d.payload).__name__](d, self.deps)):
+            await append_emit(self.store, emit, source="queue", msg_id=f"{d.event.id}:queue:{i}", causation=d.event)
+            out += emit.payloads
+        return out
+
+    # -- triggers -----------------------------------------------------------------------------------------
+
+    async def turn(self, jid: str, n: int = 1, prompt: str | None = None) -> list[EventPayload]:
+        t = AgentTurnRequested(turn_id=f"{jid}/t{n}", chat_jid=jid, group_folder=folder(jid), channel="whatsapp",
+                               prompt=prompt or f"prompt {n}", message_ids=[f"m{n}"], previous_cursor="", cursor="")
+        return (await self.publish(jid, t))[1]
+
+    async def task(self, jid: str, task_id: str, n: int = 1) -> list[EventPayload]:
+        t = TaskRunRequested(task_id=task_id, run_id=f"{task_id}/run{n}", chat_jid=jid, group_folder=folder(jid),
+                             prompt=f"do {task_id}", script=None)
+        return (await self.publish(task_id, t))[1]
+
+    async def output(self, run_id: str, jid: str, status: str = "success") -> list[EventPayload]:
+        out = AgentOutputProduced(run_id=run_id, chat_jid=jid, group_folder=folder(jid), text="hi",
+                                  status=status)  # type: ignore[arg-type]
+        return (await self.publish(run_id, out))[1]
+
+    async def follow_up(self, run_id: str, jid: str) -> list[EventPayload]:
+        f = AgentInputAppended(run_id=run_id, chat_jid=jid, group_folder=folder(jid), prompt="more", message_ids=["x"],
+                               previous_cursor="", cursor="")
+        return (await self.publish(jid, f))[1]
+
+    async def finished(self, run_id: str, jid: str, status: str = "succeeded", **extra) -> list[EventPayload]:
+        fin = AgentRunFinished(run_id=run_id, chat_jid=jid, group_folder=folder(jid), status=status,
+                               **extra)  # type: ignore[arg-type]
+        return (await self.publish(run_id, fin))[1]
+
+    async def fire_timers(self) -> list[tuple[str, int]]:
+        return await fire_due(self.deps)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    async def events(self, event_type: str) -> list[EventPayload]:
+        return [ce.payload() async for c in self.store.read() for ce in c.events if ce.eventtype == event_type]
+
+    async def dispatched(self) -> list:
+        return await self.events("RunDispatched")
+
+    async def queue(self) -> RunQueue:
+        """The queue replayed from the store by a fresh repository (no cache): what a restart would see."""
+        q = await Repository(self.store, "check").get(RunQueue, QUEUE_ID)
+        assert q is not None
+        return q
+
+
+def types(payloads: list[EventPayload]) -> list[str]:
+    return [type(p).__name__ for p in payloads]
+
+
+def only(payloads: list[EventPayload], event_type: str) -> list:
+    return [p for p in payloads if type(p).__name__ == event_type]

@@ -1,0 +1,109 @@
+"""The queue service on a real nats-server: triggers in the log → dispatches; restarts and redeliveries never
+dispatch twice; retries survive a restart. Time is a fake clock."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from events.catalogue.agent import AgentRunFinished
+from events.catalogue.router import AgentTurnRequested
+from services.harness.emit import append_emit
+from services.harness.service import Emit
+from services.queue.runqueue import message_run_id
+from services.queue.service import build
+from tests.bus import context, events_of, running, settings
+from tests.queue.driver import FakeClock, folder
+from tests.support import eventually, has_at_least
+
+A, B, C = "a@g.us", "b@g.us", "c@g.us"
+
+
+async def request_turn(store, jid: str, turn_id: str, msg_id: str | None = None) -> None:
+    turn = AgentTurnRequested(turn_id=turn_id, chat_jid=jid, group_folder=folder(jid), channel="whatsapp",
+                              prompt=f"prompt {turn_id}", message_ids=["m"], previous_cursor="", cursor="c")
+    await append_emit(store, Emit.append(jid, turn), source="router", msg_id=msg_id or f"turn:{turn_id}")
+
+
+async def finish(store, jid: str, run_id: str, status: str = "succeeded") -> None:
+    fin = AgentRunFinished(run_id=run_id, chat_jid=jid, group_folder=folder(jid), status=status)  # type: ignore[arg-type]
+    await append_emit(store, Emit.append(run_id, fin), source="runner", msg_id=f"fin:{run_id}")
+
+
+async def dispatched(store) -> list:
+    return await events_of(store, "RunDispatched")
+
+
+async def settled(runner) -> bool:
+    info = await runner.nc.jetstream().consumer_info("NC_EVENTS", "svc_queue")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_turns_are_dispatched_up_to_the_cap_and_a_finished_run_frees_its_slot(js_store, nc, tmp_path):
+    s = settings(tmp_path, queue={"max_concurrent": 2})
+    async with running(partial(build, clock=FakeClock()), context(nc, js_store, s)) as runner:
+        for jid in (A, B, C):
+            await request_turn(js_store, jid, f"{jid}/t1")
+        await eventually(lambda: has_at_least(dispatched(js_store), 2))
+        await eventually(lambda: settled(runner))
+        assert [d.chat_jid for d in await dispatched(js_store)] == [A, B]
+        await finish(js_store, A, message_run_id(f"{A}/t1"))
+        await eventually(lambda: has_at_least(dispatched(js_store), 3))
+    assert [d.chat_jid for d in await dispatched(js_store)] == [A, B, C]
+    [released] = await events_of(js_store, "RunReleased")
+    assert (released.chat_jid, released.outcome) == (A, "succeeded")
+
+
+async def test_the_same_turn_appended_twice_is_dispatched_once(js_store, nc, tmp_path):
+    async with running(partial(build, clock=FakeClock()), context(nc, js_store, settings(tmp_path))) as runner:
+        await request_turn(js_store, A, "t1", msg_id="first")
+        await request_turn(js_store, A, "t1", msg_id="second")  # a second event for the same turn
+        await eventually(lambda: has_at_least(dispatched(js_store), 1))
+        await eventually(lambda: settled(runner))
+    assert len(await events_of(js_store, "AgentTurnRequested")) == 2
+    assert len(await dispatched(js_store)) == 1 and len(await events_of(js_store, "RunQueued")) == 1
+
+
+async def test_a_restart_reloads_the_queue_dispatches_nothing_twice_and_keeps_pending_retries(js_store, nc, tmp_path):
+    clock = FakeClock()
+    ctx = context(nc, js_store, settings(tmp_path, queue={"max_concurrent": 2}))
+    a1, b1, c1 = (message_run_id(f"{j}/t1") for j in (A, B, C))
+    async with running(partial(build, clock=clock), ctx) as runner:
+        for jid in (A, B, C):
+            await request_turn(js_store, jid, f"{jid}/t1")
+        await eventually(lambda: has_at_least(dispatched(js_store), 2))
+        await finish(js_store, A, a1, status="failed")  # retry in 5 s; C takes A's slot
+        await eventually(lambda: has_at_least(dispatched(js_store), 3))
+        await eventually(lambda: settled(runner))
+    # Stopped: nothing is killed or closed; what happens meanwhile waits in the log (v1 detaches on shutdown).
+    await finish(js_store, B, b1)
+    await request_turn(js_store, B, f"{B}/t2")
+    clock.advance(5)
+    assert await events_of(js_store, "MessageRetryDue") == []
+    async with running(partial(build, clock=clock), ctx) as runner:
+        await eventually(lambda: has_at_least(events_of(js_store, "MessageRetryDue"), 1))
+        await eventually(lambda: has_at_least(dispatched(js_store), 4))
+        await request_turn(js_store, A, f"{A}/t2")  # the router answers the due retry with a turn
+        await finish(js_store, C, c1)
+        await eventually(lambda: has_at_least(dispatched(js_store), 5))
+        await eventually(lambda: settled(runner))
+    runs = await dispatched(js_store)
+    assert [(d.chat_jid, d.attempt) for d in runs] == [(A, 0), (B, 0), (C, 0), (B, 0), (A, 1)]
+    assert len({d.run_id for d in runs}) == 5
+    [due] = await events_of(js_store, "MessageRetryDue")
+    assert (due.chat_jid, due.attempt) == (A, 1)
+    assert len(await events_of(js_store, "RunQueueOpened")) == 1
+    assert await events_of(js_store, "MessageDeadLettered") == []  # races with the timer were retried, not lost
+
+
+async def test_a_larger_cap_after_a_restart_starts_waiting_groups_at_once(js_store, nc, tmp_path):
+    clock = FakeClock()
+    def ctx(cap):
+        return context(nc, js_store, settings(tmp_path, queue={"max_concurrent": cap}))
+    async with running(partial(build, clock=clock), ctx(1)) as r:
+        for jid in (A, B):
+            await request_turn(js_store, jid, f"{jid}/t1")
+        await eventually(lambda: has_at_least(dispatched(js_store), 1))
+        await eventually(lambda: settled(r))
+    async with running(partial(build, clock=clock), ctx(2)):
+        await eventually(lambda: has_at_least(dispatched(js_store), 2))
+    assert [d.chat_jid for d in await dispatched(js_store)] == [A, B]

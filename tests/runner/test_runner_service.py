@@ -1,0 +1,153 @@
+"""The runner service on a real nats-server with per-run users: restart recovery, follow-ups that miss their
+run, and sessions carried between runs. The agent is a small script speaking the container protocol (stdin
+JSON, output markers, NATS input), run by the process backend."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from pydantic import SecretStr
+
+from events.catalogue.queue import RunDispatched
+from events.catalogue.router import AgentInputAppended
+from events.store.jetstream import JetStreamEventStore
+from services.harness.config import Credentials
+from services.harness.emit import append_emit
+from services.harness.natsauth import EmbeddedAuth
+from services.harness.natsserver import EmbeddedNats
+from services.harness.service import Emit
+from services.runner import service as runner_service
+from services.runner.sandbox.process import ProcessBackend
+from tests.bus import context, events_of, running, settings
+from tests.support import eventually, has_at_least
+
+AGENT = textwrap.dedent('''
+    import asyncio, json, sys
+    import nats
+    START, END = "---NANOCLAW_OUTPUT_START---", "---NANOCLAW_OUTPUT_END---"
+    def mark(**block):
+        print(START, json.dumps(block), END, sep="\\n", flush=True)
+    async def main():
+        spec = json.loads(sys.stdin.read())
+        n = spec["nats"]
+        nc = await nats.connect(n["url"], user=n["user"], password=n["password"], inbox_prefix=n["inbox_prefix"])
+        done = asyncio.Event()
+        async def on_input(msg):
+            body = json.loads(msg.data)
+            await msg.respond(b'{"ok": true}')
+            if body["type"] == "close":
+                done.set()
+            else:
+                mark(status="success", result="echo: " + body["text"], newSessionId="s-1")
+        await nc.subscribe(n["input_subject"], cb=on_input)
+        if spec["prompt"] == "lost-session":
+            mark(status="error", result=None, error="No conversation found with session ID " + str(spec["session_id"]))
+            sys.exit(1)
+        mark(status="success", result="got: " + spec["prompt"] + " session=" + str(spec["session_id"]), newSessionId="s-1")
+        await done.wait()
+        await nc.close()
+    asyncio.run(main())
+''')
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = EmbeddedNats(tmp_path / "nats", sync_always=False, auth=EmbeddedAuth(tmp_path / "auth.conf")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def agent_script(tmp_path):
+    path = tmp_path / "fake_agent.py"
+    path.write_text(AGENT)
+    return path
+
+
+def build_with(script):
+    def build(ctx):
+        svc = runner_service.build(ctx)
+        manager = svc.deps.manager
+        manager.backend = ProcessBackend(agent_argv=(sys.executable, str(script)))
+        return svc
+    return build
+
+
+async def bus(server, tmp_path):
+    import nats
+
+    nc = await nats.connect(server.services_url)
+    from events.store.streams import StreamSettings, ensure_streams
+    await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_s=60))
+    store = JetStreamEventStore(nc)
+    s = settings(tmp_path, runner={"backend": "process", "idle_timeout_ms": 60_000})
+    ctx = context(nc, store, s, Credentials(run_token_key=SecretStr("k" * 32)))
+    ctx.run_identities = server.auth
+    return nc, store, ctx
+
+
+def dispatch(run_id: str, prompt: str = "hello", folder: str = "shop") -> Emit:
+    return Emit.append("default", RunDispatched(run_id=run_id, chat_jid=f"http:{folder}", group_folder=folder,
+                                                prompt=prompt, turn_ids=[f"turn-{run_id}"]))
+
+
+async def test_a_dispatched_run_starts_answers_and_takes_a_follow_up(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path)
+    async with running(build_with(agent_script), ctx):
+        await append_emit(store, dispatch("r1"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await append_emit(store, Emit.append("http:shop", AgentInputAppended(
+            run_id="r1", chat_jid="http:shop", group_folder="shop", prompt="more", message_ids=["m2"],
+            previous_cursor="a", cursor="b")), source="router", msg_id="i1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentInputDelivered"), 1))
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 2))
+    texts = [o.text for o in await events_of(store, "AgentOutputProduced")]
+    assert texts == ["got: hello session=None", "echo: more"]
+    await nc.close()
+
+
+async def test_a_follow_up_for_an_ended_run_is_rejected_with_its_messages(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path)
+    async with running(build_with(agent_script), ctx):
+        await append_emit(store, Emit.append("http:shop", AgentInputAppended(
+            run_id="gone", chat_jid="http:shop", group_folder="shop", prompt="late", message_ids=["m9"],
+            previous_cursor="c1", cursor="c2")), source="router", msg_id="i9")
+        await eventually(lambda: has_at_least(events_of(store, "AgentInputRejected"), 1))
+    rejected = (await events_of(store, "AgentInputRejected"))[0]
+    assert (rejected.prompt, rejected.message_ids, rejected.previous_cursor) == ("late", ["m9"], "c1")
+    await nc.close()
+
+
+async def test_the_next_run_resumes_the_groups_session_and_a_lost_session_is_reset(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path)
+    async with running(build_with(agent_script), ctx) as runner:
+        await append_emit(store, dispatch("r1"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await runner.service.deps.manager.close("r1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1))
+        await append_emit(store, dispatch("r2", prompt="lost-session"), source="queue", msg_id="d2")
+        await eventually(lambda: has_at_least(events_of(store, "AgentSessionReset"), 1))
+    reset = (await events_of(store, "AgentSessionReset"))[0]
+    assert reset.session_id == "s-1" and reset.group_folder == "shop"
+    finished = await events_of(store, "AgentRunFinished")
+    assert [f.status for f in finished] == ["succeeded", "failed"]
+    await nc.close()
+
+
+async def test_after_a_restart_a_started_run_finishes_as_interrupted_and_a_waiting_one_starts(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path)
+    async with running(build_with(agent_script), ctx) as runner:
+        await append_emit(store, dispatch("r1"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        runner.service.deps.manager.backend.kind = "detached"  # stop like a crash: leave the run behind
+    # While the runner is down the queue dispatches another run.
+    await append_emit(store, dispatch("r2", folder="cafe"), source="queue", msg_id="d2")
+    async with running(build_with(agent_script), ctx):
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunStarted"), 2))
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1))
+    finished = {f.run_id: f for f in await events_of(store, "AgentRunFinished")}
+    assert finished["r1"].interrupted and finished["r1"].status == "failed" and finished["r1"].output_delivered
+    assert [s.run_id for s in await events_of(store, "AgentRunStarted")] == ["r1", "r2"]
+    await nc.close()
