@@ -85,6 +85,7 @@ from tests.stub_anthropic import StubAnthropic
 RESULTS = Path(__file__).resolve().parent / "results"
 NETWORK, SUBNET = "nanoclaw-sandbox-bench", "172.29.19.0/24"
 TURN_TIMEOUT_S = 180.0
+SLOW_S = 0.1  # a bus overhead (or hop) above this counts as slow in the summary
 
 
 # --- the system (tests/agent_path.py `system`, with the production harness settings and sync mode) ------------
@@ -546,13 +547,21 @@ def main(argv: list[str] | None = None) -> int:
     lines += hop_table(f"Follow-up turns into a warm run ({args.turns} per backend)", HOP_ORDER_FOLLOW,
                        {k: a[1] for k, a in analysed.items()}, (.5, .99), "p50 / p99")
     lines += [""]
+    bus_new = "bus overhead (inbound + queue + dispatch + outbound)"
+    bus_fol = "bus overhead (inbound + delivery + outbound)"
     for k, (new, follow, _, _) in analysed.items():
-        s_new = share(new, "bus overhead (inbound + queue + dispatch + outbound)")
-        s_fol = share(follow, "bus overhead (inbound + delivery + outbound)")
-        lines.append(f"- {k}: bus overhead / end to end, median per turn: new-run "
-                     f"{statistics.median(s_new):.1%}"
+        s_new, s_fol = share(new, bus_new), share(follow, bus_fol)
+        slow = [f"{sum(v > SLOW_S for v in h.values.get(name, []))} of {len(h.values.get(name, []))} {what}"
+                for h, name, what in ((new, bus_new, "new-run"), (follow, bus_fol, "follow-up")) if h.values]
+        hops = [f"{name.split(':')[0]} {sum(v > SLOW_S for v in vals)}"
+                for h in (new, follow) for name, vals in h.values.items()
+                if ":" in name and not name.startswith(("agent", "end to end", "webhook", " "))
+                and sum(v > SLOW_S for v in vals)]
+        lines.append(f"- {k}: bus overhead / end to end, median per turn: new-run {statistics.median(s_new):.1%}"
                      + (f", follow-up {statistics.median(s_fol):.1%}" if s_fol else "")
-                     + f" ({results[k].elapsed:.0f} s for this backend)")
+                     + f". Bus overhead over {SLOW_S * 1000:.0f} ms in {', '.join(slow)} turns"
+                     + (f" (hops over {SLOW_S * 1000:.0f} ms: {', '.join(hops)})" if hops else "")
+                     + f". {results[k].elapsed:.0f} s for this backend.")
     command = "python -m bench.agent_bench " + " ".join(sys.argv[1:] if argv is None else argv)
     text = (f"# Agent-run benchmark\n\n`{command.strip()}` — {elapsed:.0f} s in all. One run on a shared machine: "
             "read these as magnitudes.\n\n" + "\n".join(lines) + "\n")
