@@ -553,8 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         s_new, s_fol = share(new, bus_new), share(follow, bus_fol)
         slow = [f"{sum(v > SLOW_S for v in h.values.get(name, []))} of {len(h.values.get(name, []))} {what}"
                 for h, name, what in ((new, bus_new, "new-run"), (follow, bus_fol, "follow-up")) if h.values]
-        hops = [f"{name.split(':')[0]} {sum(v > SLOW_S for v in vals)}"
-                for h in (new, follow) for name, vals in h.values.items()
+        hops = [f"{what} {name.split(':')[0]} {sum(v > SLOW_S for v in vals)}"
+                for h, what in ((new, "new-run"), (follow, "follow-up")) for name, vals in h.values.items()
                 if ":" in name and not name.startswith(("agent", "end to end", "webhook", " "))
                 and sum(v > SLOW_S for v in vals)]
         lines.append(f"- {k}: bus overhead / end to end, median per turn: new-run {statistics.median(s_new):.1%}"
