@@ -68,8 +68,9 @@ class LocalReadModel:
             if remaining <= 0:
                 raise ReadModelTimeout(f"read model at {self.position}, still short of {seq} after {timeout}s")
             try:
-                await asyncio.wait_for(self._advanced.wait(), min(remaining, 0.5))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(min(remaining, 0.5)):  # not wait_for: it can swallow a cancel (3.11)
+                    await self._advanced.wait()
+            except TimeoutError:
                 pass
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:

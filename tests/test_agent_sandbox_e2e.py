@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tests.agent_path import REAL_KEY, http_port, system
+from tests.agent_path import REAL_KEY, http_port, service, system
 from tests.bus import events_of
 from tests.docker_support import agent_image, docker_client
 from tests.gateway.test_gateway_service import get, post
@@ -83,8 +83,7 @@ async def test_a_sandboxed_agent_answers_takes_a_follow_up_and_holds_no_secret(t
 
 
 def started_gateway(host) -> tuple[str, int]:
-    runner = next(r for r in host.runners if r.service.name == "runner").service.deps.manager
-    nats = runner.endpoints.nats_url.removeprefix("nats://")
+    nats = service(host, "runner").deps.manager.endpoints.nats_url.removeprefix("nats://")
     gateway, port = nats.rsplit(":", 1)
     return gateway, int(port)
 

@@ -17,10 +17,12 @@ RunKind = Literal["message", "task"]
 ContextMode = Literal["group", "isolated"]
 
 
-class _RunSpec(EventPayload):
+class _QueueEvent(EventPayload):
     context = "queue"
     aggregate = "runqueue"
 
+
+class _RunSpec(_QueueEvent):
     run_id: str
     chat_jid: str
     group_folder: str
@@ -33,12 +35,9 @@ class _RunSpec(EventPayload):
     context_mode: ContextMode = "group"
 
 
-class RunQueueOpened(EventPayload):
+class RunQueueOpened(_QueueEvent):
     """The queue aggregate's first event, committed together with its first decision (an aggregate needs a
     creation event; the queue has no fields of its own: its limits are configuration, not state)."""
-
-    context = "queue"
-    aggregate = "runqueue"
 
 
 class RunQueued(_RunSpec):
@@ -59,32 +58,23 @@ class RunDispatched(_RunSpec):
     attempt: int = 0
 
 
-class RunIdled(EventPayload):
+class RunIdled(_QueueEvent):
     """A message run reported a result and now waits for input (v1 notifyIdle)."""
 
-    context = "queue"
-    aggregate = "runqueue"
-
     run_id: str
     chat_jid: str
 
 
-class RunInputPiped(EventPayload):
+class RunInputPiped(_QueueEvent):
     """A follow-up went into a running message run, so it is no longer idle (v1 sendMessage)."""
 
-    context = "queue"
-    aggregate = "runqueue"
-
     run_id: str
     chat_jid: str
 
 
-class RunCloseRequested(EventPayload):
+class RunCloseRequested(_QueueEvent):
     """The queue asks the runner to end a run's input (v1 ``_close``): a task waits for an idle message run,
     or the service is shutting down. The agent finishes its current query and exits."""
-
-    context = "queue"
-    aggregate = "runqueue"
 
     run_id: str
     chat_jid: str
@@ -92,12 +82,9 @@ class RunCloseRequested(EventPayload):
     reason: Literal["task_waiting", "shutdown"]
 
 
-class RunReleased(EventPayload):
+class RunReleased(_QueueEvent):
     """A run ended and its slot is free. ``outcome``: ``succeeded`` (also a failure after output reached the
     user, which v1 treats as handled), ``failed``."""
-
-    context = "queue"
-    aggregate = "runqueue"
 
     run_id: str
     chat_jid: str
@@ -106,12 +93,9 @@ class RunReleased(EventPayload):
     outcome: Literal["succeeded", "failed"]
 
 
-class RunRetryScheduled(EventPayload):
+class RunRetryScheduled(_QueueEvent):
     """A message run failed before any output reached the user: the group is checked again at ``due_at``
     (``attempt`` 1..5, delay 5 s · 2^(attempt-1), as v1 group-queue)."""
-
-    context = "queue"
-    aggregate = "runqueue"
 
     chat_jid: str
     group_folder: str
@@ -121,22 +105,16 @@ class RunRetryScheduled(EventPayload):
     due_at: UtcTimestamp
 
 
-class MessageRetryDue(EventPayload):
+class MessageRetryDue(_QueueEvent):
     """A scheduled retry is due: the router re-reads the group's pending messages and requests a turn."""
-
-    context = "queue"
-    aggregate = "runqueue"
 
     chat_jid: str
     attempt: int
 
 
-class RunAbandoned(EventPayload):
+class RunAbandoned(_QueueEvent):
     """The group's message runs failed ``attempts`` times in a row: no more retries until the next message
     (v1 gives up silently; here it is an event)."""
-
-    context = "queue"
-    aggregate = "runqueue"
 
     chat_jid: str
     group_folder: str

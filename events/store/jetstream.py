@@ -296,8 +296,11 @@ class _OrderedReplay:
                 continue
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands as the
+                # event is set, and this loop would then follow forever (a service stop hung on it).
+                async with asyncio.timeout(1.0):
+                    await self._ready.wait()
+            except TimeoutError:
                 if loop.time() - self._last_seen > 2 * self._heartbeat:
                     self._broken = True
 

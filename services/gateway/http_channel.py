@@ -148,8 +148,9 @@ class HttpChannel:
             if rows or remaining <= 0:
                 return web.json_response({"messages": [{"id": r[0], "text": r[1], "sent_at": r[2], "request_id": r[3]} for r in rows]})
             try:
-                await asyncio.wait_for(self._new_reply.wait(), remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):  # not wait_for: it can swallow a cancel (3.11)
+                    await self._new_reply.wait()
+            except TimeoutError:
                 pass
 
     # ---- ChannelPort -------------------------------------------------------------------------------------

@@ -39,13 +39,18 @@ def _session(rm: ReadModel, folder: str) -> str | None:
     return rows[0]["session_id"] if rows else None
 
 
+async def _start(deps: RunnerDeps, run: RunDispatched) -> None:
+    """Start ``run``, resuming the group's session unless it is an ``isolated`` task."""
+    session = None if run.context_mode == "isolated" else _session(deps.readmodel, run.group_folder)
+    await deps.manager.start(run, _group(deps.readmodel, run.chat_jid), session)
+
+
 async def on_dispatched(d: Delivery, deps: RunnerDeps) -> list[Emit]:
     run: RunDispatched = d.payload  # type: ignore[assignment]
     state = deps.readmodel.query("SELECT state FROM run_dispatches WHERE run_id = ?", (run.run_id,))
     if state and state[0]["state"] != "dispatched":
         return []  # started before (a redelivery after a restart): recovery owns it
-    session = None if run.context_mode == "isolated" else _session(deps.readmodel, run.group_folder)
-    await deps.manager.start(run, _group(deps.readmodel, run.chat_jid), session)
+    await _start(deps, run)
     return []
 
 
@@ -80,8 +85,7 @@ async def recover(deps: RunnerDeps) -> list[Emit]:
         spec = RunDispatched.model_validate(json.loads(row["spec"]))
         if row["state"] == "dispatched":
             log.info("starting run %s, dispatched before the runner stopped", spec.run_id)
-            session = None if spec.context_mode == "isolated" else _session(deps.readmodel, spec.group_folder)
-            await manager.start(spec, _group(deps.readmodel, spec.chat_jid), session)
+            await _start(deps, spec)
             continue
         log.warning("run %s was interrupted by a runner restart; finishing it as failed", spec.run_id)
         manager.finished.add(spec.run_id)

@@ -85,9 +85,9 @@ async def _endpoints(config: RunnerConfig, backend: SandboxBackend, ctx: Service
                      relays: list[TcpRelay]) -> Endpoints:
     """Where sandboxes reach NATS and the model proxy. Containers: the internal network's gateway, where the
     runner relays the two loopback ports (nothing else of the host is reachable). Process mode: loopback."""
-    nats = urlparse(str(ctx.nc.connected_url.geturl() if ctx.nc.connected_url else ""))
+    nats = ctx.nc.connected_url  # a parsed URL (it may carry the services password: never handed on)
     proxy = urlparse(config.model_proxy_url)
-    nats_host, nats_port = nats.hostname or "127.0.0.1", nats.port or 4222
+    nats_host, nats_port = (nats.hostname or "127.0.0.1", nats.port or 4222) if nats else ("127.0.0.1", 4222)
     proxy_host, proxy_port = proxy.hostname or "127.0.0.1", proxy.port or 80
     if config.backend != "docker":
         return Endpoints(f"nats://{nats_host}:{nats_port}", config.model_proxy_url.rstrip("/"))

@@ -121,3 +121,23 @@ def spy(monkeypatch, *methods: str) -> dict[str, int]:
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(jetstream._OrderedReplay, name, counted)
     return calls
+
+
+async def test_a_follow_ends_when_cancelled_even_as_a_message_arrives(nc):
+    """Stopping a service cancels its read model's follow. A cancel that lands while a new message wakes the
+    reader must still end it (on Python 3.11, ``asyncio.wait_for`` could swallow such a cancel and the stop
+    hung for good)."""
+    js = nc.jetstream()
+    store = JetStreamEventStore(nc)
+    for attempt in range(40):
+        async def follow() -> None:
+            async for _ in store.read_raw(follow=True):
+                pass
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.05)  # the reader now waits for news
+        await js.publish(f"nc.evt.test.tick.t{attempt}.Ticked", b"{}")
+        for _ in range(attempt % 8):
+            await asyncio.sleep(0)  # cancel at a different point of the wake-up each time
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, f"the follow ignored its cancellation (attempt {attempt})"

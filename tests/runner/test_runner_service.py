@@ -7,12 +7,14 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import nats
 import pytest
 from pydantic import SecretStr
 
 from events.catalogue.queue import RunDispatched
 from events.catalogue.router import AgentInputAppended
 from events.store.jetstream import JetStreamEventStore
+from events.store.streams import StreamSettings, ensure_streams
 from services.harness.config import Credentials
 from services.harness.emit import append_emit
 from services.harness.natsauth import EmbeddedAuth
@@ -76,10 +78,7 @@ def build_with(script):
 
 
 async def bus(server, tmp_path):
-    import nats
-
     nc = await nats.connect(server.services_url)
-    from events.store.streams import StreamSettings, ensure_streams
     await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_s=60))
     store = JetStreamEventStore(nc)
     s = settings(tmp_path, runner={"backend": "process", "idle_timeout_ms": 60_000})
