@@ -22,11 +22,11 @@ from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
 from events.catalogue.router import AgentInputAppended, AgentTurnRequested
 from events.catalogue.scheduler import TaskRunRequested
 from events.repository import Repository
+from services.harness.clock import Clock
 from services.harness.logging import get_logger
 from services.harness.service import Delivery, Emit
 from services.queue.config import QueueConfig
 from services.queue.runqueue import QUEUE_ID, RunQueue, message_run_id, task_run_id
-from services.queue.timers import Clock
 
 log = get_logger("nanoclaw.queue", service="queue")
 

@@ -11,7 +11,8 @@ from services.harness.context import ServiceContext
 from services.harness.service import Service
 from services.queue import handlers
 from services.queue.config import QueueConfig
-from services.queue.timers import Clock, SystemClock, retry_timer
+from services.harness.clock import Clock, SystemClock
+from services.queue.timers import retry_timer
 
 
 def build(ctx: ServiceContext, clock: Clock | None = None) -> Service:

@@ -9,11 +9,12 @@ move time by hand and never wait for real.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from events.catalogue.types import iso_utc
 from events.errors import ConcurrencyError, EventStoreError
+from services.harness.clock import parse_time
 from services.harness.logging import get_logger
 from services.harness.emit import append_emit
 from services.harness.service import Emit
@@ -24,32 +25,6 @@ if TYPE_CHECKING:
 
 log = get_logger("nanoclaw.queue", service="queue")
 _STORE_RETRY_S = 1.0
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current time (timezone-aware, UTC)."""
-        ...
-
-    async def sleep_until(self, when: datetime) -> None:
-        """Return once ``now() >= when`` (at once if it already is)."""
-        ...
-
-
-class SystemClock:
-    """Wall-clock time. Sleeps in chunks of at most 60 s so a suspended host or a clock step is noticed."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    async def sleep_until(self, when: datetime) -> None:
-        while (delay := (when - self.now()).total_seconds()) > 0:
-            await asyncio.sleep(min(delay, 60.0))
-
-
-def parse_time(value: str) -> datetime:
-    """An ISO-8601 UTC string as stored in events (``…Z``) → an aware datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def next_due(queue: RunQueue | None) -> datetime | None:

@@ -20,37 +20,7 @@ from services.queue.handlers import HANDLERS, QueueDeps
 from services.queue.runqueue import QUEUE_ID, RunQueue
 from services.queue.timers import fire_due
 
-T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
-
-
-class FakeClock:
-    """A clock that moves only by :meth:`advance`; sleepers wake when it passes their time."""
-
-    def __init__(self, start: datetime = T0):
-        self._now = start
-        self._sleepers: list[asyncio.Future] = []
-
-    def now(self) -> datetime:
-        return self._now
-
-    async def sleep_until(self, when: datetime) -> None:
-        while self._now < when:
-            fut = asyncio.get_running_loop().create_future()
-            self._sleepers.append(fut)
-            try:
-                await fut
-            finally:
-                self._sleepers.remove(fut)
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-        for fut in self._sleepers:
-            if not fut.done():
-                fut.set_result(None)
-
-    @property
-    def elapsed_s(self) -> float:
-        return (self._now - T0).total_seconds()
+from tests.clock import T0, FakeClock  # noqa: F401  (re-exported for the queue tests)
 
 
 def folder(jid: str) -> str:
