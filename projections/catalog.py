@@ -7,8 +7,12 @@ from projections.agents import RunDispatches, Sessions
 from projections.base import Projection
 from projections.chat import chat_projections
 from projections.event_log import EventLog
+from projections.ext import ext_projections
+from projections.governance import governance_projections
+from projections.scheduler import ScheduledTasks, TaskRunLogs
 from projections.usage import UsageProjection
 
 
 def all_projections() -> list[Projection]:
-    return [EventLog(), *chat_projections(), Sessions(), RunDispatches(), UsageProjection()]
+    return [EventLog(), *chat_projections(), Sessions(), RunDispatches(), UsageProjection(), ScheduledTasks(), TaskRunLogs(),
+            *governance_projections(), *ext_projections()]

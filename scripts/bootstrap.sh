@@ -25,3 +25,9 @@ if ! command -v debootstrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&
   apt-get install -y -q debootstrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } || \
     echo "nanoclaw: could not install debootstrap; \`nanoclaw sandbox build\` will need it or a pullable base image" >&2
 fi
+# The compose deployment's tests drive docker-compose (v1 CLI; deploy/compose.yaml): install it the same way.
+if ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "nanoclaw: installing docker-compose (for the compose deployment tests)…" >&2
+  apt-get install -y -q docker-compose >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null; } || \
+    echo "nanoclaw: could not install docker-compose; tests/deploy/test_compose_* will fail without it" >&2
+fi

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from deploy.images import ImageError, Progress, cache_dir, no_progress
 
-PYTHON = "3.11"  # both bases (Debian bookworm python3, python:3.11-slim-bookworm) run CPython 3.11
+# Both bases run CPython 3.11: Debian bookworm's python3 is 3.11.2, python:3.11-slim-bookworm a later 3.11.x;
+# resolving for the lower one keeps every wheel installable on both (pip reads "3.11" as 3.11.0).
+PYTHON = "3.11.2"
 # Bookworm has glibc 2.36, so every manylinux tag up to 2_36 runs there; pip does not expand manylinux_X_Y
 # downwards by itself, so the tags are listed (manylinux2014 == manylinux_2_17, and pip adds 2010/1 to it).
 GLIBC_MINORS = range(17, 37)
@@ -101,7 +103,7 @@ def ensure_wheelhouse(requirements: list[str], progress: Progress = no_progress,
     (partial / "requirements.txt").write_text("\n".join(pins) + "\n")
     (partial / "constraints.txt").write_text("\n".join(constraints) + "\n")
     argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
-            "--python-version", PYTHON, "--implementation", "cp", "--abi", f"cp{PYTHON.replace('.', '')}",
+            "--python-version", PYTHON, "--implementation", "cp", "--abi", "cp" + "".join(PYTHON.split(".")[:2]),
             "--abi", "abi3", "--abi", "none", *(a for p in platforms for a in ("--platform", p)),
             "-d", str(partial), "-r", str(partial / "requirements.txt"), "-c", str(partial / "constraints.txt")]
     # Earlier sets hold most wheels already (e.g. shared by the agent and service images): copy, don't download.
@@ -109,7 +111,7 @@ def ensure_wheelhouse(requirements: list[str], progress: Progress = no_progress,
         argv += ["--find-links", str(other.parent)]
     progress(f"wheelhouse: pip download {' '.join(pins)}")
     built: set[str] = set()
-    while (missing := _pip(argv, progress)) and not missing <= built:
+    while (missing := _pip_relaxing(argv, partial / "constraints.txt", constraints, progress)) and not missing <= built:
         # Some dependencies publish only an sdist (nkeys 0.2.1): build those wheels here, where a build is
         # possible, then resolve again finding them in ``partial``. Only pure-Python results are acceptable.
         for name in sorted(missing - built):
@@ -125,6 +127,30 @@ def ensure_wheelhouse(requirements: list[str], progress: Progress = no_progress,
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
     return Wheelhouse(dest, tuple(pins), files, "downloaded")
+
+
+class _WrongPython(Exception):
+    """pip refused a pinned version because it needs a newer Python than the image's."""
+
+
+_WRONG_PYTHON = re.compile(r"Package '([^']+)' requires a different Python")
+
+
+def _pip_relaxing(argv: list[str], constraints_file: Path, constraints: list[str], progress: Progress) -> set[str]:
+    """``_pip``, dropping the venv's pin of a transitive dependency whose pinned version needs a newer Python
+    than the images have (the host venv may run 3.11.7, Debian bookworm has 3.11.2): pip then picks the newest
+    version that installs there. Top-level requirements stay pinned (a mismatch there is an error)."""
+    while True:
+        try:
+            return _pip(argv, progress)
+        except _WrongPython as exc:
+            name = _canonical(str(exc))
+            kept = [c for c in constraints if _canonical(c.split("==")[0]) != name]
+            if len(kept) == len(constraints):
+                raise ImageError(f"wheelhouse: {exc} needs a newer Python than {PYTHON} and is not relaxable") from None
+            progress(f"wheelhouse: {exc}: the venv's version needs a newer Python than {PYTHON}; letting pip choose")
+            constraints[:] = kept
+            constraints_file.write_text("\n".join(kept) + "\n")
 
 
 # pip's two ways of saying "no wheel of X for this platform": a plain miss, and a miss inside a conflict report.
@@ -148,6 +174,9 @@ def _pip(argv: list[str], progress: Progress) -> set[str]:
     missing = missing_wheels("\n".join(lines))
     if missing:
         return missing
+    wrong = _WRONG_PYTHON.search("\n".join(lines))
+    if wrong:
+        raise _WrongPython(wrong.group(1))
     raise ImageError(f"wheelhouse: pip {argv[3]} exited {proc.returncode}:\n" + "\n".join(lines[-15:]))
 
 

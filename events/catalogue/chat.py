@@ -10,6 +10,12 @@ from events.catalogue.types import UtcTimestamp
 Channel = Literal["whatsapp", "terminal", "http"]
 
 
+def channel_of(jid: str) -> Channel:
+    """The channel a chat JID belongs to: ``http:<chat>`` → http, ``term:<name>`` → terminal, anything else
+    (``…@g.us``, ``…@s.whatsapp.net``) → whatsapp."""
+    return "http" if jid.startswith("http:") else "terminal" if jid.startswith("term:") else "whatsapp"
+
+
 class MessageReceived(EventPayload):
     """A message arrived on a channel. Aggregate id: ``<chat_jid>/<message_id>``; the idempotency key is the
     channel's message id, so a redelivered message is stored once. ``timestamp`` is the sender's time."""

@@ -8,6 +8,7 @@ messages, a waiting task closes an idle message run, failed message runs retried
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from events.catalogue.base import EventPayload
@@ -15,6 +16,25 @@ from events.catalogue.types import UtcTimestamp
 
 RunKind = Literal["message", "task"]
 ContextMode = Literal["group", "isolated"]
+
+# Run ids are part of the contract: a redelivered trigger maps to the same run, and the scheduler can tell
+# which runs carry its task run request (the first attempt, and the one re-run of an interrupted attempt).
+_RUN_NS = uuid.UUID("3d6f4b1e-2a7c-4f0e-9b8d-51c2a7e9f034")
+
+
+def message_run_id(turn_id: str) -> str:
+    """The run id of the router turn ``turn_id``."""
+    return str(uuid.uuid5(_RUN_NS, f"turn:{turn_id}"))
+
+
+def task_run_id(scheduler_run_id: str) -> str:
+    """The run id of the task run request ``scheduler_run_id`` (``TaskRunRequested.run_id``)."""
+    return str(uuid.uuid5(_RUN_NS, f"task:{scheduler_run_id}"))
+
+
+def rerun_id(run_id: str) -> str:
+    """The run id of the one re-run of an interrupted task run."""
+    return str(uuid.uuid5(_RUN_NS, f"rerun:{run_id}"))
 
 
 class _QueueEvent(EventPayload):

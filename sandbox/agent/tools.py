@@ -20,6 +20,8 @@ import nats.errors
 from claude_agent_sdk import SdkMcpTool, create_sdk_mcp_server, tool
 from nats.aio.client import Client as NatsClient
 
+from .os_tools import OS_TOOLS, TIMEOUTS_S
+
 log = logging.getLogger("sandbox.agent.tools")
 
 SERVER_NAME = "nc"
@@ -40,6 +42,9 @@ def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 _STR = {"type": "string"}
 _TASK_ID = {"type": "string", "description": "The task id (from list_tasks or schedule_task)."}
 _TYPE = {"type": "string", "enum": ["cron", "interval", "once"]}
+_CONTEXT = {"type": "string", "enum": ["group", "isolated"]}
+_CATCH_UP = {"type": "string", "enum": ["once", "skip", "all"]}
+_TZ = {"type": "string", "description": "IANA time zone, e.g. 'Europe/Berlin'."}
 
 # name → (service, description, input schema)
 TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -63,11 +68,13 @@ TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "Schedule a task: at the scheduled times the assistant runs with the prompt and its reply is sent to "
         "the chat (wrap text in <internal>…</internal> to keep it unsent). context_mode 'group' (default) runs "
         "with this group's conversation history; 'isolated' starts a fresh session each time, so the prompt "
-        "must carry all context. script: optional bash pre-check whose last stdout line is JSON "
+        "must carry all context. catch_up says what happens to runs missed while the assistant was offline: "
+        "'once' (default: one run for all of them), 'skip' or 'all'. timezone: an IANA zone for the schedule "
+        "(default: the assistant's). script: optional bash pre-check whose last stdout line is JSON "
         "{\"wakeAgent\": bool, \"data\": …}; the assistant only runs when wakeAgent is true. " + _SCHEDULE_HELP),
         _schema({"prompt": {**_STR, "description": "What the assistant should do when the task runs."},
-                 "schedule_type": _TYPE, "schedule_value": _STR,
-                 "context_mode": {"type": "string", "enum": ["group", "isolated"]},
+                 "schedule_type": _TYPE, "schedule_value": _STR, "context_mode": _CONTEXT, "catch_up": _CATCH_UP,
+                 "timezone": _TZ,
                  "target_group_jid": {**_STR, "description": "Main group only: schedule for another group."},
                  "script": {**_STR, "description": "Optional bash pre-check script."}},
                 ["prompt", "schedule_type", "schedule_value"])),
@@ -78,7 +85,9 @@ TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "update_task": ("scheduler", "Change a task; omitted fields stay as they are; script '' removes the script. "
                     + _SCHEDULE_HELP,
                     _schema({"task_id": _TASK_ID, "prompt": _STR, "schedule_type": _TYPE, "schedule_value": _STR,
-                             "script": _STR}, ["task_id"])),
+                             "script": _STR, "context_mode": _CONTEXT, "catch_up": _CATCH_UP, "timezone": _TZ},
+                            ["task_id"])),
+    **OS_TOOLS,
 }
 
 
@@ -126,12 +135,9 @@ def _make_tool(name: str, nc: NatsClient, ipc_prefix: str, timeout_s: float) -> 
     subject = f"{ipc_prefix}.{name}"
 
     async def handler(args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args or {})
-        if name == "schedule_task":
-            # The tool promises 'group' as the default (v1's MCP tool); the service must not pick its own.
-            args.setdefault("context_mode", "group")
+        args = dict(args or {})  # defaults (context_mode 'group', catch_up 'once') are the scheduler's, not ours
         log.info("tool %s → %s", name, subject)
-        return await call_service(nc, subject, service, args, timeout_s)
+        return await call_service(nc, subject, service, args, max(timeout_s, TIMEOUTS_S.get(name, 0.0)))
 
     return tool(name, description, schema)(handler)
 

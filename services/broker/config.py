@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.broker.ext.config import ExtConfig
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -43,3 +45,4 @@ class ModelProxyConfig(_Section):
 
 class BrokerConfig(_Section):
     model_proxy: ModelProxyConfig = Field(default_factory=ModelProxyConfig)
+    ext: ExtConfig = Field(default_factory=ExtConfig)

@@ -1,4 +1,5 @@
-"""The broker service: the model proxy as a service task, with a private read model of model usage (budgets)."""
+"""The broker service: the model proxy as a service task, with a private read model of model usage (budgets),
+and the external-access broker serving the agents' ``ext_call`` requests (docs/external-access.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import logging
 from projections.readmodel import LocalReadModel
 from projections.usage import UsageProjection
 from services.broker.config import BrokerConfig
+from services.broker.ext import EXT_CALL_SUBJECT, ExtBroker, build_ext
 from services.broker.model_proxy import NO_CREDENTIAL, ModelProxy, upstream_credential
+from services.harness.clock import Clock, SystemClock
 from services.harness.config import ConfigError, Credentials
 from services.harness.context import ServiceContext
 from services.harness.run_token import MIN_KEY_BYTES
@@ -17,10 +20,13 @@ from services.harness.service import Service
 log = logging.getLogger("nanoclaw.broker")
 
 
-def build(ctx: ServiceContext) -> Service:
-    """Raises: pydantic.ValidationError for an invalid ``broker:`` section; ConfigError when ``run_token_key``
-    is missing or too short. A missing Claude credential is not fatal: the proxy starts and answers 503 with
-    what to set, so the agent's error says it too."""
+def build(ctx: ServiceContext, clock: Clock | None = None) -> Service:
+    """``clock``: for tests (default: the system clock); the external-access broker checks grant expiry with it.
+
+    Raises: pydantic.ValidationError for an invalid ``broker:`` section; ConfigError when ``run_token_key``
+    is missing or too short, or when external providers are configured without ``ext.master_key``. A missing
+    Claude credential is not fatal: the proxy starts and answers 503 with what to set, so the agent's error
+    says it too."""
     config = BrokerConfig.model_validate(ctx.settings.broker)
     key = run_token_key(ctx.credentials)
     creds = ctx.credentials
@@ -31,7 +37,13 @@ def build(ctx: ServiceContext) -> Service:
         log.warning("%s", NO_CREDENTIAL)
     readmodel = LocalReadModel(ctx.data_dir / "broker" / "readmodel.db", [UsageProjection()], ctx.store)
     proxy = ModelProxy(config.model_proxy, key, credential, ctx.store, readmodel)
-    return Service("broker", deps=proxy, tasks=[_serve], readmodel=readmodel)
+    ext = build_ext(config.ext, creds.ext, ctx.repository("broker"), clock or SystemClock())
+
+    async def close_ext(_proxy: ModelProxy) -> None:
+        await _until_stopped(ext)
+
+    return Service("broker", deps=proxy, tasks=[_serve, close_ext], readmodel=readmodel,
+                   requests={EXT_CALL_SUBJECT: ext.handle})
 
 
 def run_token_key(credentials: Credentials) -> bytes:
@@ -58,3 +70,11 @@ async def _serve(proxy: ModelProxy) -> None:
         await asyncio.Event().wait()
     finally:
         await proxy.close()
+
+
+async def _until_stopped(ext: ExtBroker) -> None:
+    """Keeps the external-access broker's HTTP session until the service stops."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await ext.close()

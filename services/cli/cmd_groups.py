@@ -12,13 +12,12 @@ from events.envelope import utcnow
 from events.errors import ConcurrencyError
 from events.repository import Repository
 from projections.chat import RegisteredGroups
-from projections.runner import ProjectionRunner
-from projections.sqlite import open_db
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
+from services.cli.rebuilt import rebuilt_rows
 from services.router.folders import InvalidFolder
 from services.router.groups import GroupError, RegisteredGroup
-from services.router.model import channel_of
+from events.catalogue.chat import channel_of
 from services.router.trigger import default_trigger
 
 app = typer.Typer(help="Manage the chats the assistant serves.", no_args_is_help=True)
@@ -26,15 +25,7 @@ app = typer.Typer(help="Manage the chats the assistant serves.", no_args_is_help
 
 async def current_groups(store) -> list[dict]:
     """Registered groups as rows of the ``registered_groups`` read model, rebuilt from the log."""
-    db = open_db(":memory:")
-    try:
-        runner = ProjectionRunner(db, [RegisteredGroups()], store)
-        runner.prepare()
-        await runner.catch_up()
-        db.row_factory = lambda cur, row: {c[0]: v for c, v in zip(cur.description, row)}
-        return db.execute("SELECT * FROM registered_groups ORDER BY folder").fetchall()
-    finally:
-        db.close()
+    return await rebuilt_rows(store, [RegisteredGroups()], "SELECT * FROM registered_groups ORDER BY folder")
 
 
 async def register_group(store, *, jid: str, name: str, folder: str, trigger: str, requires_trigger: bool,

@@ -16,6 +16,7 @@ from services.harness.host import Host
 from services.runner.config import RunnerConfig
 from services.harness.natsauth import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats, free_port
+from services.harness.natscallout import sandbox_identities
 
 
 def up(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption,
@@ -66,7 +67,10 @@ def service(name: str = typer.Argument(..., help="service to run"),
         console.print("[red]configuration error[/red]: nats.urls is empty; a single service needs a NATS server "
                       "(set NANOCLAW_NATS__URLS='[\"nats://host:4222\"]', or use `nanoclaw up`)")
         raise typer.Exit(2)
-    run(Host(settings, creds, {name: available[name]}, settings.nats.urls).run_until_signalled())
+    # External NATS: sandbox users come from the server's auth callout, answered by the runner (docs/deploy.md).
+    identities = sandbox_identities(settings.nats.urls, settings.nats, creds) if name == "runner" else None
+    run(Host(settings, creds, {name: available[name]}, settings.nats.urls,
+             run_identities=identities).run_until_signalled())
 
 
 def _ensure_sandbox_image(settings) -> None:

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     assistant_name: str = Field("Andy", min_length=1, pattern=r"^\S(.*\S)?$")
     assistant_has_own_number: bool = False
     timezone: str = Field(default_factory=_default_timezone)
-    services: list[str] = Field(default_factory=lambda: ["gateway", "router", "queue", "runner", "broker", "projections"],
+    services: list[str] = Field(default_factory=lambda: ["gateway", "router", "queue", "runner", "scheduler", "broker", "projections"],
                                 description="what `nanoclaw up` runs")
     nats: NatsSettings = Field(default_factory=NatsSettings)
     harness: HarnessSettings = Field(default_factory=HarnessSettings)
@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     queue: dict[str, Any] = Field(default_factory=dict)
     runner: dict[str, Any] = Field(default_factory=dict)
     broker: dict[str, Any] = Field(default_factory=dict)
+    scheduler: dict[str, Any] = Field(default_factory=dict)
+    governance: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -108,6 +110,20 @@ class NatsCredentials(_Section):
     password: SecretStr | None = None
     nkey_seed: SecretStr | None = None
     creds_file: Path | None = None
+    inbox_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+                                     description="private reply prefix the server's permissions allow (deployments)")
+    sandbox_issuer_seed: SecretStr | None = Field(None, description="runner, external NATS: the account seed that "
+                                                  "signs per-run sandbox users (auth callout; docs/deploy.md)")
+    callout_seed: SecretStr | None = Field(None, description="runner, external NATS: the auth-callout responder's nkey seed")
+
+
+class ExtCredentials(_Section):
+    """Secrets of the external-access broker (docs/external-access.md). ``master_key``: the per-group signing,
+    audit-hash and result keys are derived from it (keep it stable: changing it makes stored results
+    unreadable and audit hashes incomparable). ``tokens``: provider name → API token (e.g. ``github``)."""
+
+    master_key: SecretStr | None = None
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
 
 
 class Credentials(BaseSettings):
@@ -121,6 +137,7 @@ class Credentials(BaseSettings):
     run_token_key: SecretStr | None = Field(None, description="HMAC key shared by the runner (mints per-run model-proxy "
                                             "tokens) and the broker (checks them); `nanoclaw up` makes one per start if unset")
     nats: NatsCredentials = Field(default_factory=NatsCredentials)
+    ext: ExtCredentials = Field(default_factory=ExtCredentials)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -48,6 +48,8 @@ async def connect_nats(urls: list[str], settings: NatsSettings, credentials: Cre
             opts["nkeys_seed_str"] = creds.nkey_seed.get_secret_value()
         if creds.creds_file:
             opts["user_credentials"] = str(creds.creds_file)
+        if creds.inbox_prefix:
+            opts["inbox_prefix"] = creds.inbox_prefix
     try:
         await nc.connect(**opts)
         return nc

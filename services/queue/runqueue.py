@@ -11,7 +11,6 @@ configuration passed to the commands, not state.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -19,30 +18,13 @@ from typing import Any, Callable
 from eventsourcing.domain import event
 
 from events.aggregate import NcAggregate
+from events.catalogue.queue import message_run_id, rerun_id, task_run_id  # noqa: F401  (re-exported)
 from events.catalogue.types import iso_utc
 
 QUEUE_ID = "default"
 RECENT_RUNS = 5000
 """Queued run ids remembered to ignore a redelivered trigger; a redelivery comes within minutes, so the last
 5000 runs are plenty and the aggregate stays bounded."""
-
-_RUN_NS = uuid.UUID("3d6f4b1e-2a7c-4f0e-9b8d-51c2a7e9f034")
-
-
-def message_run_id(turn_id: str) -> str:
-    """The run id of the router turn ``turn_id`` (deterministic: a redelivered turn maps to the same run)."""
-    return str(uuid.uuid5(_RUN_NS, f"turn:{turn_id}"))
-
-
-def task_run_id(scheduler_run_id: str) -> str:
-    """The run id of the scheduler's task run request ``scheduler_run_id``."""
-    return str(uuid.uuid5(_RUN_NS, f"task:{scheduler_run_id}"))
-
-
-def rerun_id(run_id: str) -> str:
-    """The run id of the one re-run of an interrupted task run."""
-    return str(uuid.uuid5(_RUN_NS, f"rerun:{run_id}"))
-
 
 @dataclass
 class QueuedRun:

@@ -8,23 +8,21 @@ move time by hand and never wait for real.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from events.catalogue.types import iso_utc
-from events.errors import ConcurrencyError, EventStoreError
 from services.harness.clock import parse_time
 from services.harness.logging import get_logger
 from services.harness.emit import append_emit
 from services.harness.service import Emit
+from services.harness.timer import replan_loop
 from services.queue.runqueue import QUEUE_ID, RunQueue
 
 if TYPE_CHECKING:
     from services.queue.handlers import QueueDeps
 
 log = get_logger("nanoclaw.queue", service="queue")
-_STORE_RETRY_S = 1.0
 
 
 def next_due(queue: RunQueue | None) -> datetime | None:
@@ -59,46 +57,12 @@ async def fire_due(deps: "QueueDeps") -> list[tuple[str, int]]:
 async def retry_timer(deps: "QueueDeps") -> None:
     """The service task: sleep until the next retry is due, fire it, re-plan on every queue commit. Runs until
     cancelled (service stop)."""
-    store = deps.repository.store
-    changed = asyncio.Event()
-    follower = asyncio.create_task(_follow(store, await store.last_seq(), changed), name="queue-follow")
-    try:
-        while True:
-            changed.clear()  # before loading: a commit stored while we load sets it again, so none is missed
-            try:
-                due = next_due(await deps.repository.get(RunQueue, QUEUE_ID))
-                if due is not None and due <= deps.clock.now():
-                    await fire_due(deps)
-                    continue
-            except ConcurrencyError:
-                log.info("the queue moved on while firing a retry; re-planning")
-                continue
-            except EventStoreError as exc:  # the store is briefly unreachable: the plan is still in the log
-                log.warning("cannot read the queue; retrying", error=str(exc), retry_in_s=_STORE_RETRY_S)
-                await asyncio.sleep(_STORE_RETRY_S)
-                continue
-            await _wait(changed, follower, deps.clock.sleep_until(due) if due is not None else None)
-    finally:
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
 
+    async def step() -> datetime | None:
+        due = next_due(await deps.repository.get(RunQueue, QUEUE_ID))
+        if due is not None and due <= deps.clock.now():
+            await fire_due(deps)
+            return deps.clock.now()  # look again at once: the next retry may be due too
+        return due
 
-async def _follow(store, after_seq: int, changed: asyncio.Event) -> None:
-    async for _ in store.read(after_seq=after_seq, subject_filter=RunQueue.ref(QUEUE_ID).subject(), follow=True):
-        changed.set()
-
-
-async def _wait(changed: asyncio.Event, follower: asyncio.Task, sleep) -> None:
-    """Until the queue changes or the sleep ends. Raises what ended the follower (the service turns unhealthy)."""
-    waiters = {asyncio.create_task(changed.wait())}
-    if sleep is not None:
-        waiters.add(asyncio.create_task(sleep))
-    try:
-        await asyncio.wait(waiters | {follower}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in waiters:
-            t.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-    if follower.done():
-        follower.result()
-        raise RuntimeError("the queue's commit follower ended")
+    await replan_loop("queue-retry", deps.repository.store, RunQueue.ref(QUEUE_ID).subject(), step, deps.clock, log)

@@ -16,13 +16,13 @@ from typing import Callable
 
 from events.catalogue.agent import AgentInputRejected, AgentOutputProduced, AgentRunFinished
 from events.catalogue.queue import MessageRetryDue
-from events.catalogue.chat import MessageReceived, OutboundMessageRequested
+from events.catalogue.chat import MessageReceived, OutboundMessageRequested, channel_of
 from events.repository import Repository
 from services.harness.service import Delivery, Emit
 from services.router import queries
 from services.router.config import RouterConfig
 from services.router.conversation import Conversation
-from services.router.model import Group, channel_of
+from services.router.model import Group
 from services.router.outbound_text import outbound_text
 from services.router.prompt import format_messages
 from services.router.selection import pending_messages, recover_cursor, should_trigger

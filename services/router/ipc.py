@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from events.catalogue.chat import OutboundMessageRequested
+from events.catalogue.chat import OutboundMessageRequested, channel_of
 from events.catalogue.types import iso_utc
 from events.envelope import AggregateRef, utcnow
 from services.harness.service import Emit, Reply, Request
@@ -21,7 +21,7 @@ from services.router import queries
 from services.router.folders import InvalidFolder
 from services.router.groups import GroupError, RegisteredGroup
 from services.router.handlers import RouterDeps
-from services.router.model import Group, channel_of
+from services.router.model import Group
 from services.router.outbound_text import outbound_text
 from services.router.trigger import default_trigger
 

@@ -19,12 +19,6 @@ JS_WHITESPACE = (
 )
 
 
-def channel_of(jid: str) -> str:
-    """The channel a chat JID belongs to: ``http:<chat>`` → http, ``term:<name>`` → terminal, anything else
-    (``…@g.us``, ``…@s.whatsapp.net``) → whatsapp."""
-    return "http" if jid.startswith("http:") else "terminal" if jid.startswith("term:") else "whatsapp"
-
-
 def js_trim(text: str) -> str:
     """Strip leading and trailing whitespace exactly as JavaScript's ``String.prototype.trim`` does.
 

@@ -36,6 +36,8 @@ class RunnerConfig(BaseModel):
         timeout_ms: hard timeout base; a group's ``container_config["timeout"]`` overrides it (see
             :meth:`hard_timeout_ms`).
         idle_timeout_ms: how long an idle run is kept before the queue asks it to close.
+        task_close_delay_ms: how long a task run is kept after its result before it is closed (tasks are
+            single-turn; v1 ``TASK_CLOSE_DELAY_MS``, 10 s).
         stop_grace_s: seconds between the graceful stop (SIGTERM) and the kill.
         mount_allowlist: the extra-mount allowlist (kept outside the project; never mounted).
         max_output_bytes: cap on the stdout and on the stderr kept for the run log, each.
@@ -57,6 +59,7 @@ class RunnerConfig(BaseModel):
     tmp_size: str = "64m"
     timeout_ms: int = Field(1_800_000, ge=1)
     idle_timeout_ms: int = Field(1_800_000, ge=0)
+    task_close_delay_ms: int = Field(10_000, ge=0)
     stop_grace_s: int = Field(10, ge=0, le=300)
     mount_allowlist: Path = Path("~/.config/nanoclaw/mount-allowlist.json")
     max_output_bytes: int = Field(10 * 1024 * 1024, ge=1024)

@@ -169,16 +169,17 @@ class RunManager:
         await self._append(d.run_id, AgentOutputProduced(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder,
                                                          channel=d.channel, text=text, status=status, session_id=session,
                                                          error=error), f"out:{run.outputs}")
-        if status == "success" and d.kind == "message":
+        if status == "success":
             self._arm_idle(run)
 
     def _arm_idle(self, run: ActiveRun) -> None:
-        """v1: an idle message run is closed ``idle_timeout_ms`` after its last result."""
+        """v1: an idle message run is closed ``idle_timeout_ms`` after its last result; a task run, which is
+        single-turn, ``task_close_delay_ms`` after it (v1 ``TASK_CLOSE_DELAY_MS``)."""
         if run.idle_timer is not None:
             run.idle_timer.cancel()
         loop = asyncio.get_running_loop()
-        run.idle_timer = loop.call_later(self.config.idle_timeout_ms / 1000,
-                                         lambda: asyncio.ensure_future(self.close(run.dispatch.run_id)))
+        delay_ms = self.config.idle_timeout_ms if run.dispatch.kind == "message" else self.config.task_close_delay_ms
+        run.idle_timer = loop.call_later(delay_ms / 1000, lambda: asyncio.ensure_future(self.close(run.dispatch.run_id)))
 
     async def deliver_input(self, run_id: str, text: str) -> tuple[bool, str]:
         """Send a follow-up into a live message run. Returns (delivered, reason if not)."""

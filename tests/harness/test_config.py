@@ -70,14 +70,16 @@ def test_the_example_config_is_valid_and_shows_every_default(tmp_path):
     from services.queue.config import QueueConfig
     from services.router.config import RouterConfig
     from services.runner.config import RunnerConfig
+    from services.scheduler.config import SchedulerConfig
 
     example = Path(__file__).resolve().parents[2] / "config.example.yml"
     s = load_settings(example)
     defaults = load_settings(write(tmp_path, "{}\n")).model_copy(update={"timezone": s.timezone})
-    raw = {"router": {}, "channels": {}, "queue": {}, "runner": {}, "broker": {}}
+    raw = {"router": {}, "channels": {}, "queue": {}, "runner": {}, "broker": {}, "scheduler": {}}
     assert s.model_copy(update=raw) == defaults  # the raw sections are checked below
     assert RouterConfig.model_validate(s.router) == RouterConfig()
     assert GatewayConfig.model_validate(s.channels) == GatewayConfig()
     assert QueueConfig.model_validate(s.queue) == QueueConfig()
     assert RunnerConfig.model_validate(s.runner) == RunnerConfig()
     assert BrokerConfig.model_validate(s.broker) == BrokerConfig()
+    assert SchedulerConfig.model_validate(s.scheduler) == SchedulerConfig()

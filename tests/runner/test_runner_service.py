@@ -4,6 +4,7 @@ JSON, output markers, NATS input), run by the process backend."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import textwrap
 
@@ -77,11 +78,11 @@ def build_with(script):
     return build
 
 
-async def bus(server, tmp_path):
+async def bus(server, tmp_path, **runner):
     nc = await nats.connect(server.services_url)
     await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_s=60))
     store = JetStreamEventStore(nc)
-    s = settings(tmp_path, runner={"backend": "process", "idle_timeout_ms": 60_000})
+    s = settings(tmp_path, runner={"backend": "process", "idle_timeout_ms": 60_000, **runner})
     ctx = context(nc, store, s, Credentials(run_token_key=SecretStr("k" * 32)))
     ctx.run_identities = server.auth
     return nc, store, ctx
@@ -104,6 +105,21 @@ async def test_a_dispatched_run_starts_answers_and_takes_a_follow_up(server, tmp
         await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 2))
     texts = [o.text for o in await events_of(store, "AgentOutputProduced")]
     assert texts == ["got: hello session=None", "echo: more"]
+    await nc.close()
+
+
+async def test_a_task_run_is_closed_shortly_after_its_result_while_a_message_run_stays_open(server, tmp_path,
+                                                                                         agent_script):
+    nc, store, ctx = await bus(server, tmp_path, task_close_delay_ms=200)
+    async with running(build_with(agent_script), ctx):
+        await append_emit(store, dispatch("m1", folder="chat"), source="queue", msg_id="d1")
+        await append_emit(store, Emit.append("default", RunDispatched(
+            run_id="t1", chat_jid="http:shop", group_folder="shop", prompt="digest", kind="task", task_id="task-1")),
+            source="queue", msg_id="d2")
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1))
+        await asyncio.sleep(0.5)
+        [fin] = await events_of(store, "AgentRunFinished")
+    assert (fin.run_id, fin.status) == ("t1", "succeeded")  # v1 TASK_CLOSE_DELAY_MS; m1 waits for its idle timeout
     await nc.close()
 
 

@@ -151,7 +151,9 @@ def test_register_group_is_offered_to_main_only():
     assert "register_group" in tools.tool_names(True)
     assert "register_group" not in tools.tool_names(False)
     assert set(tools.tool_names(True)) == {"send_message", "register_group", "schedule_task", "list_tasks",
-                                           "pause_task", "resume_task", "cancel_task", "update_task"}
+                                           "pause_task", "resume_task", "cancel_task", "update_task",
+                                           "gov_create_task", "gov_transition", "gov_approve", "gov_assign",
+                                           "gov_list", "gov_get", "gov_products", "gov_product_save", "ext_call"}
 
 
 # --- self-contained ------------------------------------------------------------------------------------------

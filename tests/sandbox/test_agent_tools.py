@@ -72,13 +72,13 @@ async def test_a_refusal_is_an_error_result_carrying_the_reason(nats_server, bus
     assert "Only the main group can send to other chats." in text_of(result)
 
 
-async def test_schedule_task_forwards_its_arguments_with_the_group_context_default(nats_server, bus, ws):
+async def test_schedule_task_forwards_its_arguments_as_given_leaving_defaults_to_the_scheduler(nats_server, bus, ws):
     seen: list = []
     scheduled = "Task t-1 scheduled: cron - 0 9 * * *"
     await bus.subscribe("nc.ipc.grp.>", cb=responder(seen, {"ok": True, "result": scheduled}))
     args = {"prompt": "morning digest", "schedule_type": "cron", "schedule_value": "0 9 * * *"}
     result = await run_tool_call(nats_server.url, bus, ws, "schedule_task", args)
-    assert seen == [("nc.ipc.grp.schedule_task", {**args, "context_mode": "group"})]
+    assert seen == [("nc.ipc.grp.schedule_task", args)]
     assert text_of(result) == scheduled
 
 

@@ -1,0 +1,93 @@
+"""``nanoclaw init``: create (or complete) the NATS identities and server configuration of the container
+deployment (docs/deploy.md).
+
+Writes into ``--dir`` (default ``<data_dir>/deploy``):
+- ``identities.json`` (0600): every seed and key; kept across runs (``--rotate`` makes new ones);
+- ``nats/accounts.conf``, ``nats/single.conf``, ``nats/cluster-{1,2,3}.conf`` (0644: public keys only);
+- ``env/<identity>.env`` (0600): what each container gets (its nkey seed, inbox prefix, shared keys), and
+  ``env/nats.env`` with the JetStream encryption key;
+- ``admin.credentials.yml`` / ``reader.credentials.yml`` (0600): for the CLI on the host
+  (``nanoclaw --credentials …``);
+- ``single.env`` / ``cluster.env``: compose variables (``docker-compose --env-file``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from services.cli.common import ConfigOption, console, out
+
+
+def init(directory: Path = typer.Option(None, "--dir", help="where to write (default: <data_dir>/deploy)"),
+         rotate: bool = typer.Option(False, "--rotate", help="replace every key (the JetStream key too: the "
+                                     "existing encrypted store then cannot be read)"),
+         config: Path | None = ConfigOption) -> None:
+    """Generate an nkey per service, the admin, reader and sandbox-callout identities, and the NATS server
+    configuration with least-privilege permissions; safe to re-run (existing keys are kept)."""
+    from deploy.identities import Identities
+    from deploy.natsconf import CLUSTER_NODES, write_server_files
+    from services.cli.common import load
+
+    settings, _ = load(config)
+    directory = (directory or Path(settings.data_dir) / "deploy").resolve()
+    store = directory / "identities.json"
+    fresh = rotate or not store.exists()
+    try:
+        ids = Identities.generate() if fresh else Identities.load(store).complete()
+    except ValueError as exc:
+        console.print(f"[red]error[/red]: {exc} (move it away, or run `nanoclaw init --rotate`)")
+        raise typer.Exit(2) from None
+    ids.save(store)
+    write_server_files(ids, directory / "nats")
+    for path, text in deployment_env(ids).items():
+        _secret(directory / path, text)
+    for name in ("admin", "reader"):
+        creds = {"nats": {"nkey_seed": ids.seeds[name], "inbox_prefix": _inbox(name)}}
+        _secret(directory / f"{name}.credentials.yml", yaml.safe_dump(creds))
+    urls = {"single": ["nats://nats:4222"], "cluster": [f"nats://{node}:4222" for node in CLUSTER_NODES]}
+    for profile, replicas in (("single", 1), ("cluster", 3)):
+        (directory / f"{profile}.env").write_text(
+            f"COMPOSE_PROFILES={profile}\nNANOCLAW_DEPLOY_DIR={directory}\n"
+            f"NANOCLAW_NATS_URLS={_json(urls[profile])}\nNANOCLAW_STREAM_REPLICAS={replicas}\n")
+    out.print(f"identities and NATS configuration in {directory} "
+              f"({'new keys' if fresh else 'existing keys kept'}); next: docs/deploy.md")
+
+
+def deployment_env(ids) -> dict[str, str]:
+    """``env/<identity>.env`` text for every container: relative path → content."""
+    from deploy.identities import SERVICE_ACCESS
+
+    files = {}
+    for name in (*SERVICE_ACCESS, "admin", "reader"):
+        lines = [f"NANOCLAW_CRED_NATS__NKEY_SEED={ids.seeds[name]}", f"NANOCLAW_CRED_NATS__INBOX_PREFIX={_inbox(name)}"]
+        if name in ("runner", "broker"):
+            lines.append(f"NANOCLAW_CRED_RUN_TOKEN_KEY={ids.run_token_key}")
+        if name == "gateway":
+            lines.append(f"NANOCLAW_CRED_WEBHOOK_TOKEN={ids.webhook_token}")
+        if name == "runner":
+            lines += [f"NANOCLAW_CRED_NATS__SANDBOX_ISSUER_SEED={ids.issuer_seed}",
+                      f"NANOCLAW_CRED_NATS__CALLOUT_SEED={ids.seeds['sandbox-auth']}"]
+        files[f"env/{name}.env"] = "\n".join(lines) + "\n"
+    files["env/nats.env"] = f"NANOCLAW_JS_KEY={ids.js_key}\n"
+    return files
+
+
+def _inbox(name: str) -> str:
+    from deploy.identities import inbox_prefix
+
+    return inbox_prefix(name)
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _secret(path: Path, text: str) -> None:
+    from deploy.identities import write_secret
+
+    write_secret(path, text)

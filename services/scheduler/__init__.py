@@ -1,0 +1,1 @@
+"""The scheduler service: scheduled tasks as aggregates, fired into the group queue (issue: scheduler)."""

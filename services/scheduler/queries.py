@@ -1,0 +1,53 @@
+"""Reads of the scheduler's private read model (``scheduled_tasks``, ``task_run_logs``, ``registered_groups``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+
+class ReadModel(Protocol):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """The registered group a task belongs to."""
+
+    jid: str
+    folder: str
+    is_main: bool
+
+
+def group(rm: ReadModel, jid: str) -> GroupRef | None:
+    rows = rm.query("SELECT jid, folder, is_main FROM registered_groups WHERE jid = ?", (jid,))
+    return GroupRef(rows[0]["jid"], rows[0]["folder"], bool(rows[0]["is_main"])) if rows else None
+
+
+def group_by_folder(rm: ReadModel, folder: str) -> GroupRef | None:
+    rows = rm.query("SELECT jid, folder, is_main FROM registered_groups WHERE folder = ?", (folder,))
+    return GroupRef(rows[0]["jid"], rows[0]["folder"], bool(rows[0]["is_main"])) if rows else None
+
+
+def due_task_ids(rm: ReadModel, now_iso: str) -> list[str]:
+    """Active tasks without a run in flight whose ``next_run`` is at or before ``now_iso``, earliest first."""
+    return [r["id"] for r in rm.query(
+        "SELECT id FROM scheduled_tasks WHERE status = 'active' AND running_run_id IS NULL AND next_run IS NOT NULL "
+        "AND next_run <= ? ORDER BY next_run", (now_iso,))]
+
+
+def next_wake(rm: ReadModel, exclude: Sequence[str] = ()) -> str | None:
+    """The earliest ``next_run`` of an active task without a run in flight (ISO UTC), or None."""
+    marks = ",".join("?" * len(exclude))
+    where = f" AND id NOT IN ({marks})" if exclude else ""
+    rows = rm.query("SELECT MIN(next_run) AS at FROM scheduled_tasks WHERE status = 'active' AND running_run_id IS "
+                    f"NULL AND next_run IS NOT NULL{where}", tuple(exclude))
+    return rows[0]["at"] if rows else None
+
+
+def tasks(rm: ReadModel, folder: str | None = None) -> list[Any]:
+    """Task rows, all groups' or one folder's, by next run."""
+    if folder is None:
+        return rm.query("SELECT * FROM scheduled_tasks ORDER BY next_run IS NULL, next_run, id")
+    return rm.query("SELECT * FROM scheduled_tasks WHERE group_folder = ? ORDER BY next_run IS NULL, next_run, id",
+                    (folder,))

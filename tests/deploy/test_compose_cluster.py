@@ -1,0 +1,64 @@
+"""The `cluster` compose profile on the real engine: three NATS nodes, streams at R3, every service given all
+three URLs. One node is stopped during traffic: messages are still accepted and turned into dispatched runs;
+restarted, the node catches up with the stream (its own replica reaches the leader's last sequence)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.deploy.compose import Deployment, count, wait_events
+
+pytestmark = [pytest.mark.docker, pytest.mark.deploy, pytest.mark.timeout(900)]
+
+STREAM_STATE = ("exec 3<>/dev/tcp/127.0.0.1/8222 && "
+                "printf 'GET /jsz?accounts=true&streams=true HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3")
+
+
+def replica_last_seq(deployment: Deployment, node: str) -> int:
+    """NC_EVENTS's last sequence in ``node``'s own replica (its monitoring endpoint, read from inside the
+    container: only nats-1's client port is published)."""
+    container = deployment.container(node)
+    code, output = container.exec_run(["bash", "-c", STREAM_STATE])
+    body = output.decode(errors="replace").split("\r\n\r\n", 1)[-1]
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise AssertionError(f"{node}: no /jsz answer (exit {code}): {body[:500]}") from None
+    for account in data.get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            if stream["name"] == "NC_EVENTS":
+                return stream["state"]["last_seq"]
+    raise AssertionError(f"{node}: NC_EVENTS not in /jsz: {body[:1500]}")
+
+
+async def test_one_node_down_the_system_keeps_answering_and_the_node_catches_up(tmp_path):
+    cluster = Deployment(tmp_path / "cluster", "cluster")
+    try:
+        cluster.up()
+        result = cluster.admin("groups", "add", "http:before", "--name", "Before", "--folder", "before", "--no-trigger")
+        assert result.returncode == 0, result.stdout + result.stderr
+        result = cluster.admin("groups", "add", "http:during", "--name", "During", "--folder", "during", "--no-trigger")
+        assert result.returncode == 0, result.stdout + result.stderr
+        cluster.post("before", "first message")
+        await wait_events(cluster, lambda s: count(s, "RunDispatched", "before") >= 1, timeout=180)
+
+        cluster.compose("stop", "-t", "5", "nats-2")  # nats-1 keeps the published port for this test's reads
+        cluster.post("during", "while a node is down")
+        seen = await wait_events(cluster, lambda s: count(s, "RunDispatched", "during") >= 1, timeout=180)
+        assert count(seen, "AgentTurnRequested", "during") == 1
+
+        cluster.compose("start", "nats-2")
+        cluster.wait_healthy(["nats-2"])
+        leader_seq = replica_last_seq(cluster, "nats-1")
+        assert leader_seq > 0
+        import asyncio
+
+        for _ in range(120):
+            if replica_last_seq(cluster, "nats-2") >= leader_seq:
+                break
+            await asyncio.sleep(1)
+        assert replica_last_seq(cluster, "nats-2") >= leader_seq
+    finally:
+        cluster.down()
