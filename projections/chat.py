@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 from projections.base import EventRecord, Projection
 
@@ -37,6 +39,28 @@ class Chats(Projection):
             " channel = COALESCE(excluded.channel, chats.channel), is_group = COALESCE(excluded.is_group, chats.is_group)",
             (d["chat_jid"], name or d["chat_jid"], d["timestamp"], d["channel"], int(d.get("is_group", False)), name),
         )
+
+
+class Queryable(Protocol):
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """A registered group as the services that act for it need it: its chat, folder and main flag."""
+
+    jid: str
+    folder: str
+    is_main: bool
+
+
+def group_refs(rm: Queryable, *, jid: str | None = None, folder: str | None = None) -> list[GroupRef]:
+    """Registered groups from a read model holding ``registered_groups``: all of them (by folder), or the one
+    with ``jid`` or ``folder``."""
+    where, params = ("WHERE jid = ?", (jid,)) if jid is not None else ("WHERE folder = ?", (folder,)) \
+        if folder is not None else ("", ())
+    rows = rm.query(f"SELECT jid, folder, is_main FROM registered_groups {where} ORDER BY folder", params)
+    return [GroupRef(r["jid"], r["folder"], bool(r["is_main"])) for r in rows]
 
 
 class RegisteredGroups(Projection):

@@ -43,7 +43,7 @@ def run_aggregate_id(key: str) -> str:
     return f"{RUN_PREFIX}{key}"
 
 
-def approver_group(deps: GovernanceDeps, gate: str, task: GovTask) -> queries.GroupTarget | None:
+def approver_group(deps: GovernanceDeps, gate: str, task: GovTask) -> queries.GroupRef | None:
     """The registered group that gets a gate's approval run: the configured ``group``, else the first folder
     (by name) holding the gate's role that did not execute ``task`` (an executor may not approve it)."""
     gate_config = deps.config.gates.get(gate)
@@ -69,7 +69,7 @@ def decide(task: GovTask, deps: GovernanceDeps) -> bool:
         task.move(to="DOING", actor=SYSTEM_ACTOR, reason=f"dispatched to {target.folder}", evidence=[],
                   review_summary=None, strict=False, at=at)
         task.dispatch(dispatch_key=key, purpose="execute", gate=None, group_folder=target.folder,
-                      chat_jid=target.chat_jid, is_main=target.is_main, prompt=execution_prompt(task, version_after), at=at)
+                      chat_jid=target.jid, is_main=target.is_main, prompt=execution_prompt(task, version_after), at=at)
         return True
     if task.state == "REVIEW" and task.missing_gates:
         gates = task.missing_gates
@@ -82,7 +82,7 @@ def decide(task: GovTask, deps: GovernanceDeps) -> bool:
                 log.warning("no registered approver group for gate; approve it from the CLI", task_id=task.id, gate=gate)
                 continue
             task.dispatch(dispatch_key=keys[gate], purpose="approve", gate=gate, group_folder=target.folder,
-                          chat_jid=target.chat_jid, is_main=target.is_main, prompt=approval_prompt(task, gate), at=at)
+                          chat_jid=target.jid, is_main=target.is_main, prompt=approval_prompt(task, gate), at=at)
         return True
     return False
 

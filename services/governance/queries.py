@@ -6,31 +6,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
+
+from projections.chat import GroupRef, group_refs
 
 
 class ReadModel(Protocol):
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]: ...
 
 
-@dataclass(frozen=True)
-class GroupTarget:
-    """Where a group's runs go: its folder, chat JID and whether it is the main group."""
-
-    folder: str
-    chat_jid: str
-    is_main: bool
+def group_by_folder(rm: ReadModel, folder: str) -> GroupRef | None:
+    return next(iter(group_refs(rm, folder=folder)), None)
 
 
-def group_by_folder(rm: ReadModel, folder: str) -> GroupTarget | None:
-    rows = rm.query("SELECT jid, folder, is_main FROM registered_groups WHERE folder = ?", (folder,))
-    return GroupTarget(rows[0]["folder"], rows[0]["jid"], bool(rows[0]["is_main"])) if rows else None
-
-
-def registered_folders(rm: ReadModel) -> list[GroupTarget]:
-    return [GroupTarget(r["folder"], r["jid"], bool(r["is_main"]))
-            for r in rm.query("SELECT jid, folder, is_main FROM registered_groups ORDER BY folder")]
+def registered_folders(rm: ReadModel) -> list[GroupRef]:
+    return group_refs(rm)
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

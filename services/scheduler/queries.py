@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
+
+from projections.chat import GroupRef, group_refs
 
 
 class ReadModel(Protocol):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
 
-@dataclass(frozen=True)
-class GroupRef:
-    """The registered group a task belongs to."""
-
-    jid: str
-    folder: str
-    is_main: bool
-
-
 def group(rm: ReadModel, jid: str) -> GroupRef | None:
-    rows = rm.query("SELECT jid, folder, is_main FROM registered_groups WHERE jid = ?", (jid,))
-    return GroupRef(rows[0]["jid"], rows[0]["folder"], bool(rows[0]["is_main"])) if rows else None
+    return next(iter(group_refs(rm, jid=jid)), None)
 
 
 def group_by_folder(rm: ReadModel, folder: str) -> GroupRef | None:
-    rows = rm.query("SELECT jid, folder, is_main FROM registered_groups WHERE folder = ?", (folder,))
-    return GroupRef(rows[0]["jid"], rows[0]["folder"], bool(rows[0]["is_main"])) if rows else None
+    return next(iter(group_refs(rm, folder=folder)), None)
 
 
 def due_task_ids(rm: ReadModel, now_iso: str) -> list[str]:
