@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Awaitable, Callable
 
 
@@ -28,3 +29,16 @@ async def has_at_least(coro: Awaitable[list], n: int) -> bool:
 async def equals(coro: Awaitable[object], expected: object) -> bool:
     """For :func:`eventually`: the awaited value equals ``expected``."""
     return await coro == expected
+
+
+def projected(path, seq: int) -> bool:
+    """For :func:`eventually`: every projection in the SQLite read model at ``path`` has applied stream
+    sequence ``seq``."""
+    if not path.exists():
+        return False
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("SELECT min(last_seq) FROM projection_tracking").fetchone()
+        return row[0] is not None and row[0] >= seq
+    finally:
+        db.close()

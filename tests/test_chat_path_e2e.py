@@ -18,7 +18,7 @@ from services.projector.service import read_model_path
 from tests.bus import events_of, settings
 from tests.gateway.test_gateway_service import get, post
 from tests.router.test_router_service import register
-from tests.support import eventually, has_at_least
+from tests.support import eventually, has_at_least, projected
 
 
 async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
@@ -48,7 +48,7 @@ async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
         assert [m["text"] for m in replies["messages"]] == ["Open till 6."]
         await eventually(lambda: has_at_least(events_of(store, "MessageSent"), 1))
         last = await store.last_seq()
-        await eventually(lambda: _projected(read_model_path(s.data_dir), last))
+        await eventually(lambda: projected(read_model_path(s.data_dir), last))
     finally:
         await host.stop()
     nc = await nats.connect(nats_server.url)
@@ -62,14 +62,3 @@ async def test_webhook_turn_reply_and_a_clean_audit(nats_server, tmp_path):
     assert rows["messages"] == 2 and rows["registered_groups"] == 1 and rows["agent_runs"] == 1
 
 
-def _projected(path, seq) -> bool:
-    import sqlite3
-
-    if not path.exists():
-        return False
-    db = sqlite3.connect(path)
-    try:
-        row = db.execute("SELECT min(last_seq) FROM projection_tracking").fetchone()
-        return row[0] is not None and row[0] >= seq
-    finally:
-        db.close()

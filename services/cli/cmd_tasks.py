@@ -20,10 +20,10 @@ from services.cli.bus import bus
 from services.cli.cmd_groups import current_groups
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
 from services.cli.rebuilt import rebuilt_rows
-from services.harness.clock import SystemClock, parse_time
+from services.harness.clock import SystemClock
 from services.scheduler import commands
 from services.scheduler.queries import GroupRef
-from services.scheduler.schedule import zone
+from services.scheduler.schedule import local_time
 from services.scheduler.task import ScheduledTask, TaskError
 
 app = typer.Typer(help="Manage scheduled tasks.", no_args_is_help=True)
@@ -40,7 +40,7 @@ async def _rows(store, sql: str, params: tuple = ()) -> list[dict]:
 
 
 def _local(when: str | None, tz: str) -> str:
-    return parse_time(when).astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z") if when else "—"
+    return local_time(when, tz, missing="—")
 
 
 @app.command("list")

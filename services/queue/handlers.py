@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
+from events.catalogue.queue import message_run_id, task_run_id
 from events.catalogue.router import AgentInputAppended, AgentTurnRequested
 from events.catalogue.scheduler import TaskRunRequested
 from events.repository import Repository
@@ -26,7 +27,7 @@ from services.harness.clock import Clock
 from services.harness.logging import get_logger
 from services.harness.service import Delivery, Emit
 from services.queue.config import QueueConfig
-from services.queue.runqueue import QUEUE_ID, RunQueue, message_run_id, task_run_id
+from services.queue.runqueue import QUEUE_ID, RunQueue
 
 log = get_logger("nanoclaw.queue", service="queue")
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from eventsourcing.domain import event
 
 from events.aggregate import NcAggregate
-from events.catalogue.queue import message_run_id, rerun_id, task_run_id  # noqa: F401  (re-exported)
+from events.catalogue.queue import rerun_id
 from events.catalogue.types import iso_utc
 
 QUEUE_ID = "default"

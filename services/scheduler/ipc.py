@@ -10,14 +10,11 @@ id and next run, or why nothing was done.
 
 from __future__ import annotations
 
-from typing import Any
-
-from services.harness.clock import parse_time
 from services.harness.service import Emit, Reply, Request
 from services.scheduler import commands, queries
 from services.scheduler.claims import SchedulerDeps
 from services.scheduler.queries import GroupRef
-from services.scheduler.schedule import zone
+from services.scheduler.schedule import local_time
 from services.scheduler.task import ScheduledTask
 
 IPC_PREFIX = "nc.ipc"
@@ -68,7 +65,7 @@ async def list_tasks(req: Request, deps: SchedulerDeps) -> Reply:
     if not rows:
         return Reply.success("No scheduled tasks found.")
     lines = [f"- [{r['id']}] {_short(r['prompt'])} ({r['schedule_type']}: {r['schedule_value']}) - {r['status']}, "
-             f"next: {_local_row(r)}" + ("" if not me.is_main else f" [group {r['group_folder']}]") for r in rows]
+             f"next: {local_time(r['next_run'], r['timezone'])}" + ("" if not me.is_main else f" [group {r['group_folder']}]") for r in rows]
     return Reply.success("Scheduled tasks:\n" + "\n".join(lines))
 
 
@@ -117,18 +114,7 @@ def _short(prompt: str) -> str:
 
 
 def _local(task: ScheduledTask) -> str:
-    return _in_zone(task.next_run, task.timezone)
-
-
-def _local_row(row: Any) -> str:
-    return _in_zone(row["next_run"], row["timezone"])
-
-
-def _in_zone(when: str | None, tz: str) -> str:
-    """An ISO UTC time as local wall-clock text in ``tz`` (``2026-03-01 09:00 CET``), or ``N/A``."""
-    if not when:
-        return "N/A"
-    return parse_time(when).astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
+    return local_time(task.next_run, task.timezone)
 
 
 REQUESTS = {f"{IPC_PREFIX}.*.{name}": handler for name, handler in {

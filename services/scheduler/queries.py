@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
-from projections.chat import GroupRef, group_refs
+from projections.chat import GroupRef, Queryable, group_refs
 
 
-class ReadModel(Protocol):
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+ReadModel = Queryable
 
 
 def group(rm: ReadModel, jid: str) -> GroupRef | None:

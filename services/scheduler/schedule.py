@@ -115,6 +115,13 @@ def zone(tz: str) -> ZoneInfo:
         raise ScheduleError(f"unknown time zone {tz!r}: expected an IANA name such as Europe/Berlin") from None
 
 
+def local_time(when: str | None, tz: str, missing: str = "N/A") -> str:
+    """An ISO UTC time as wall-clock text in ``tz`` (``2026-03-01 09:00 CET``); ``missing`` for None."""
+    if not when:
+        return missing
+    return datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def _resolve_local(local: datetime, tz: ZoneInfo) -> datetime:
     """A naive wall-clock time in ``tz``: the first occurrence if it is ambiguous, the first valid instant
     after the gap if it does not exist."""

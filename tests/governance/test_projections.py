@@ -12,20 +12,11 @@ from services.projector.service import build as build_projector, read_model_path
 from tests.bus import context, running
 from tests.governance.helpers import (DEV, MAIN, SEC, ask, gov_settings, governance, load, move, ok,
                                       register_groups)
-from tests.support import eventually
+from tests.support import eventually, projected
 
 TABLES = ["products", "gov_tasks", "gov_activities", "gov_approvals", "gov_dispatches"]
 
 
-def projected(path, seq: int) -> bool:
-    if not path.exists():
-        return False
-    db = sqlite3.connect(path)
-    try:
-        row = db.execute("SELECT min(last_seq) FROM projection_tracking").fetchone()
-        return row[0] is not None and row[0] >= seq
-    finally:
-        db.close()
 
 
 async def governed_history(nc, store) -> tuple[str, str]:

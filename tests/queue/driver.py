@@ -3,9 +3,6 @@ handed to the handler, and its emits appended with the harness's idempotent mess
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta, timezone
-
 from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
 from events.catalogue.base import EventPayload
 from events.catalogue.router import AgentInputAppended, AgentTurnRequested
@@ -20,7 +17,7 @@ from services.queue.handlers import HANDLERS, QueueDeps
 from services.queue.runqueue import QUEUE_ID, RunQueue
 from services.queue.timers import fire_due
 
-from tests.clock import T0, FakeClock  # noqa: F401  (re-exported for the queue tests)
+from tests.clock import FakeClock
 
 
 def folder(jid: str) -> str:

@@ -4,7 +4,7 @@ with cap 2 as v1's tests. A v1 "call" of the run function is a ``RunDispatched``
 
 from __future__ import annotations
 
-from services.queue.runqueue import message_run_id, task_run_id
+from events.catalogue.queue import message_run_id, task_run_id
 from tests.queue.driver import QueueDriver, only, types
 
 A, B, C = "a@g.us", "b@g.us", "c@g.us"

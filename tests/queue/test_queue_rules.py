@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from events.catalogue.router import AgentTurnRequested
 from services.queue.config import QueueConfig
-from services.queue.runqueue import QUEUE_ID, RunQueue, message_run_id, rerun_id, task_run_id
+from events.catalogue.queue import message_run_id, rerun_id, task_run_id
+from services.queue.runqueue import QUEUE_ID, RunQueue
 from tests.queue.driver import QueueDriver, only, types
 
 A, B, C, D = "a@g.us", "b@g.us", "c@g.us", "d@g.us"

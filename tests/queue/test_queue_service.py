@@ -9,10 +9,11 @@ from events.catalogue.agent import AgentRunFinished
 from events.catalogue.router import AgentTurnRequested
 from services.harness.emit import append_emit
 from services.harness.service import Emit
-from services.queue.runqueue import message_run_id
+from events.catalogue.queue import message_run_id
 from services.queue.service import build
 from tests.bus import context, events_of, running, settings
-from tests.queue.driver import FakeClock, folder
+from tests.clock import FakeClock
+from tests.queue.driver import folder
 from tests.support import eventually, has_at_least
 
 A, B, C = "a@g.us", "b@g.us", "c@g.us"
