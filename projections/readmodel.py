@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from events.store.port import EventStore
+from events.tasks import cancel_and_wait
 from projections.base import Projection
 from projections.runner import ProjectionRunner
 from projections.sqlite import open_db
@@ -78,6 +79,5 @@ class LocalReadModel:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         self.db.close()

@@ -4,6 +4,7 @@ talks to a stub Messages API behind the proxy. A missing engine fails these test
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
@@ -32,8 +33,10 @@ async def texts(port: int, chat: str, n: int, timeout: float = 120) -> list[str]
     return found
 
 
-def sh(container, command: str) -> tuple[int, str]:
-    code, out = container.exec_run(["sh", "-c", command], user="1000:1000")
+async def sh(container, command: str) -> tuple[int, str]:
+    """Run ``command`` in the sandbox as the agent user. In a thread: the services share this event loop, and a
+    grep over / blocks for seconds."""
+    code, out = await asyncio.to_thread(container.exec_run, ["sh", "-c", command], user="1000:1000")
     return code, out.decode(errors="replace")
 
 
@@ -54,16 +57,16 @@ async def test_a_sandboxed_agent_answers_takes_a_follow_up_and_holds_no_secret(t
             assert len(await events_of(store, "AgentInputDelivered")) == 1
 
             started = (await events_of(store, "AgentRunStarted"))[0]
-            container = docker_client().containers.get(started.container)
+            container = await asyncio.to_thread(docker_client().containers.get, started.container)
             attrs = container.attrs["HostConfig"]
             assert attrs["ReadonlyRootfs"] and attrs["CapDrop"] == ["ALL"] and container.attrs["Config"]["User"] == "1000:1000"
             # No secret anywhere the agent can look: environment, process tables, files it can read.
             assert REAL_KEY not in " ".join(container.attrs["Config"]["Env"])
-            code, out = sh(container, "cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n'")
+            code, out = await sh(container, "cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n'")
             assert REAL_KEY not in out and "k" * 32 not in out and server.auth.services_password not in out
-            code, out = sh(container, f"grep -rls '{REAL_KEY}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=opt 2>/dev/null; true")
+            code, out = await sh(container, f"grep -rls '{REAL_KEY}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=opt 2>/dev/null; true")
             assert out.strip() == ""
-            code, _ = sh(container, "touch /nanoclaw-was-here")
+            code, _ = await sh(container, "touch /nanoclaw-was-here")
             assert code != 0  # read-only root filesystem
             gateway, nats_port = started_gateway(host)
             exposed = socket.create_server(("0.0.0.0", 0))  # a host service on every address, e.g. sshd
@@ -74,7 +77,7 @@ async def test_a_sandboxed_agent_answers_takes_a_follow_up_and_holds_no_secret(t
                      "  except OSError: return 0\n"
                      f"print(ok('{gateway}',{nats_port}), ok('1.1.1.1',53), ok('172.17.0.1',{nats_port}), ok('{gateway}',{port}),"
                      f" ok('{gateway}',{other}), ok('172.17.0.1',{other}))")
-            code, out = container.exec_run(["/opt/venv/bin/python", "-c", probe], user="1000:1000")
+            code, out = await asyncio.to_thread(container.exec_run, ["/opt/venv/bin/python", "-c", probe], user="1000:1000")
             exposed.close()
             # NATS (relayed) yes; the internet, the default bridge and any other host port (the webhook, a
             # service on 0.0.0.0: the runner's firewall) no.

@@ -14,6 +14,15 @@ RUN python3 -m venv /opt/venv \
         -r /tmp/wheels/requirements.txt \
  && rm -rf /tmp/wheels
 
+# Stage 2: the docker CLI alone (the runner starts sandboxes with `docker run -i`, through the socket proxy),
+# taken out of Debian's docker.io package: the package itself would bring the engine, containerd and runc.
+FROM ${BASE_IMAGE} AS dockercli
+RUN apt-get update \
+ && cd /tmp && apt-get download docker.io \
+ && dpkg-deb -x docker.io_*.deb /tmp/pkg \
+ && install -m 0755 /tmp/pkg/usr/bin/docker /usr/local/bin/docker \
+ && rm -rf /tmp/pkg /tmp/*.deb /var/lib/apt/lists/*
+
 FROM ${BASE_IMAGE}
 # tini (PID 1) and libmagic (python-magic, imported by neonize for the WhatsApp channel) from Debian when the
 # base lacks them; Debian's repositories are plain http and need no CA (stack notes §4.4).
@@ -27,6 +36,7 @@ RUN groupadd -g 1000 nanoclaw \
  && mkdir -p /data \
  && chown 1000:1000 /data
 COPY --from=venv /opt/venv /opt/venv
+COPY --from=dockercli /usr/local/bin/docker /usr/bin/docker
 COPY src/ /opt/nanoclaw/
 COPY bin/ /usr/local/bin/
 RUN /opt/venv/bin/python -m compileall -q /opt/nanoclaw \

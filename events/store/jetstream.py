@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 WRONG_LAST_SEQUENCE = 10071
 _EXPECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+_WAIT_S = 1.0  # a replay with nothing queued looks at its consumer's health this often (s)
+_STALL_S = 0.5  # a wait that overran by more than this (s): the event loop was blocked, not the consumer silent
 
 
 class JetStreamEventStore:
@@ -183,7 +185,8 @@ class _OrderedReplay:
 
     Ordered-consumer recovery as in nats-py: a gap in the consumer sequence (a message lost on the way) or
     heartbeats missing for two intervals (the consumer is gone, e.g. the server restarted) recreate the
-    consumer from the stream sequence after the last message queued.
+    consumer from the stream sequence after the last message queued. Silence is only counted while the event
+    loop runs: a loop blocked for longer than that could not have read the heartbeats waiting in the socket.
     """
 
     def __init__(self, nc: Client, js: JetStreamContext, stream: str, subject_filter: str, start_seq: int,
@@ -295,13 +298,20 @@ class _OrderedReplay:
                 await self._restart()
                 continue
             self._ready.clear()
+            waited_from = loop.time()
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands as the
                 # event is set, and this loop would then follow forever (a service stop hung on it).
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(_WAIT_S):
                     await self._ready.wait()
             except TimeoutError:
-                if loop.time() - self._last_seen > 2 * self._heartbeat:
+                now = loop.time()
+                if now - waited_from > _WAIT_S + _STALL_S:
+                    # The event loop itself was blocked (a synchronous call elsewhere in the process): heartbeats
+                    # may be sitting unread in the socket, so the silence says nothing about the consumer. Seen
+                    # in tests: a 13 s blocking Docker call made every follow in the process recreate its consumer.
+                    self._last_seen = now
+                elif now - self._last_seen > 2 * self._heartbeat:
                     self._broken = True
 
     async def _restart(self) -> None:

@@ -28,7 +28,8 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class NatsSettings:
-    """This run's NATS identity. ``user``/``password`` may be None (a server without auth, in tests)."""
+    """This run's NATS identity. ``url``: one server or several, comma-separated (a cluster's nodes).
+    ``user``/``password`` may be None (a server without auth, in tests)."""
 
     url: str
     user: str | None

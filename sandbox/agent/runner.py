@@ -119,8 +119,9 @@ async def connect_nats(s: NatsSettings, run_id: str, window_s: float | None = No
 
     window_s = window_s or _env_seconds("NANOCLAW_NATS_CONNECT_S", NATS_CONNECT_WINDOW_S)
     try:
+        servers = [url.strip() for url in s.url.split(",") if url.strip()]  # a cluster: every node
         return await asyncio.wait_for(nats.connect(
-            s.url, user=s.user, password=s.password, inbox_prefix=s.inbox_prefix, name=f"agent-{run_id}",
+            servers, user=s.user, password=s.password, inbox_prefix=s.inbox_prefix, name=f"agent-{run_id}",
             connect_timeout=2, reconnect_time_wait=0.25, max_reconnect_attempts=-1, error_cb=on_error), window_s)
     except Exception as exc:
         raise ConnectionError(f"cannot connect to NATS at {s.url} within {window_s:g} s: "

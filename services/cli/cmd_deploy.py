@@ -120,3 +120,40 @@ def streams(replicas: int = typer.Option(None, "--replicas", min=1, max=5,
 
     run(create())
     out.print(f"streams ready ({wanted.replicas} replica{'s' if wanted.replicas > 1 else ''})")
+
+
+@app.command("docker-proxy")
+def docker_proxy(host: str = typer.Option("0.0.0.0", "--host", help="address to listen on"),
+                 port: int = typer.Option(2375, "--port", min=1, max=65535, help="TCP port to listen on"),
+                 socket: Path = typer.Option(Path("/var/run/docker.sock"), "--socket", help="the engine's unix socket"),
+                 log_level: str = typer.Option("INFO", "--log-level", help="INFO logs every call, WARNING only denials")
+                 ) -> None:
+    """The runner's Docker API proxy (docs/deploy.md): forwards only the calls the runner needs and refuses any
+    container that is not a hardened sandbox. Policy from the environment: NANOCLAW_DOCKER_PROXY__NETWORK and
+    __BIND_ROOTS (required), __IMAGES (default nanoclaw-agent), __RUNTIMES (default runc)."""
+    import asyncio
+    import os
+    import signal
+
+    from deploy.dockerproxy.policy import PolicyConfigError, policy_from_env
+    from deploy.dockerproxy.server import serve
+    from services.harness.logging import setup_logging
+
+    try:
+        policy = policy_from_env(os.environ)
+    except PolicyConfigError as exc:
+        console.print(f"[red]configuration error[/red]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    setup_logging(log_level.upper())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a container stop ends the proxy cleanly
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await serve(policy, host, port, str(socket), stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None

@@ -8,11 +8,13 @@ Writes into ``--dir`` (default ``<data_dir>/deploy``):
   ``env/nats.env`` with the JetStream encryption key;
 - ``admin.credentials.yml`` / ``reader.credentials.yml`` (0600): for the CLI on the host
   (``nanoclaw --credentials …``);
-- ``single.env`` / ``cluster.env``: compose variables (``docker-compose --env-file``).
+- ``single.env`` / ``cluster.env``: compose variables (``docker-compose --env-file``);
+- ``runner/``: the runner's data directory (group folders, sessions), owned by uid 1000.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -24,6 +26,8 @@ from services.cli.common import ConfigOption, console, out
 def init(directory: Path = typer.Option(None, "--dir", help="where to write (default: <data_dir>/deploy)"),
          rotate: bool = typer.Option(False, "--rotate", help="replace every key (the JetStream key too: the "
                                      "existing encrypted store then cannot be read)"),
+         docker_socket: Path = typer.Option(Path("/var/run/docker.sock"), "--docker-socket",
+                                            help="the engine's socket, which only the Docker API proxy mounts"),
          config: Path | None = ConfigOption) -> None:
     """Generate an nkey per service, the admin, reader and sandbox-callout identities, and the NATS server
     configuration with least-privilege permissions; safe to re-run (existing keys are kept)."""
@@ -32,6 +36,7 @@ def init(directory: Path = typer.Option(None, "--dir", help="where to write (def
     from services.cli.common import load
 
     settings, _ = load(config)
+    docker_gid = _docker_gid(docker_socket)  # first: a failed init writes nothing
     directory = (directory or Path(settings.data_dir) / "deploy").resolve()
     store = directory / "identities.json"
     fresh = rotate or not store.exists()
@@ -47,13 +52,41 @@ def init(directory: Path = typer.Option(None, "--dir", help="where to write (def
     for name in ("admin", "reader"):
         creds = {"nats": {"nkey_seed": ids.seeds[name], "inbox_prefix": _inbox(name)}}
         _secret(directory / f"{name}.credentials.yml", yaml.safe_dump(creds))
+    runner_dir = _runner_dir(directory / "runner")
     urls = {"single": ["nats://nats:4222"], "cluster": [f"nats://{node}:4222" for node in CLUSTER_NODES]}
     for profile, replicas in (("single", 1), ("cluster", 3)):
         (directory / f"{profile}.env").write_text(
             f"COMPOSE_PROFILES={profile}\nNANOCLAW_DEPLOY_DIR={directory}\n"
-            f"NANOCLAW_NATS_URLS={_json(urls[profile])}\nNANOCLAW_STREAM_REPLICAS={replicas}\n")
+            f"NANOCLAW_NATS_URLS={_json(urls[profile])}\nNANOCLAW_STREAM_REPLICAS={replicas}\n"
+            f"NANOCLAW_RUNNER_DIR={runner_dir}\nNANOCLAW_DOCKER_SOCKET={docker_socket}\n"
+            f"NANOCLAW_DOCKER_GID={docker_gid}\n")
     out.print(f"identities and NATS configuration in {directory} "
               f"({'new keys' if fresh else 'existing keys kept'}); next: docs/deploy.md")
+
+
+def _runner_dir(path: Path) -> Path:
+    """The runner's data directory (group folders, sessions): mounted at the same path in the runner container,
+    since the sandboxes' bind mounts name host paths. Owned by uid 1000, the service image's and the sandbox's
+    user (when init runs as root; otherwise the invoking user must be uid 1000)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, 1000, 1000)
+    elif os.geteuid() != 1000:
+        console.print(f"[yellow]warning[/yellow]: {path} is owned by uid {os.geteuid()}; the runner and its "
+                      "sandboxes run as uid 1000 and cannot write there (chown it to 1000:1000)")
+    return path
+
+
+def _docker_gid(socket: Path) -> int:
+    """The group of the engine's socket: the Docker API proxy gets that group and nothing else.
+
+    Errors: exit 2 when the socket does not exist (no engine here: say where it is with --docker-socket)."""
+    try:
+        return socket.stat().st_gid
+    except OSError as exc:
+        console.print(f"[red]error[/red]: cannot read the Docker socket {socket}: {exc.strerror} "
+                      "(pass --docker-socket)")
+        raise typer.Exit(2) from None
 
 
 def deployment_env(ids) -> dict[str, str]:

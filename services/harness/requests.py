@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from events.store.port import EventStore
+from events.tasks import cancel_and_wait
 from services.harness.logging import get_logger
 from services.harness.emit import append_emit
 from services.harness.service import Reply, Request, Service
@@ -41,14 +42,16 @@ class RequestServer:
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             self._subs.append(await self.nc.subscribe(pattern, queue=f"svc_{self.service.name}", cb=serve))
+        if self._subs:
+            # A round trip, so the server has the subscriptions before the service reports ready: otherwise a
+            # sandbox's first tool call right after start can get "no responders".
+            await self.nc.flush()
 
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs.clear()
-        for task in list(self._inflight):
-            task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+        await cancel_and_wait(list(self._inflight))
 
     async def _serve(self, msg: Msg, handler) -> None:
         request_id = (msg.headers or {}).get("Nc-Request-Id") or str(uuid.uuid4())

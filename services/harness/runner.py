@@ -26,10 +26,12 @@ from events.envelope import decode_events, utcnow
 from events.errors import ConcurrencyError, EventStoreError, InvalidEvent, UnknownEventType
 from events.store.port import EventStore
 from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_STREAM, event_filter
+from events.tasks import cancel_and_wait
 from services.harness.config import HarnessSettings
 from services.harness.emit import append_emit
 from services.harness.logging import bind_event, get_logger
 from services.harness.metrics import Metrics
+from services.harness.pull import PullConsumer
 from services.harness.requests import RequestServer
 from services.harness.service import Delivery, Emit, RetryLater, Service
 
@@ -50,6 +52,8 @@ class ServiceRunner:
     settings: HarnessSettings = field(default_factory=HarnessSettings)
     metrics: Metrics = field(default_factory=Metrics)
     stream: str = EVENT_STREAM
+    fetch_wait_s: float = 1.0
+    """How long one pull request waits for a message; it returns as soon as one arrives (also bounds stop())."""
 
     def __post_init__(self) -> None:
         self.log = get_logger("nanoclaw.harness", service=self.service.name)
@@ -120,40 +124,37 @@ class ServiceRunner:
         self._stopping.set()
         self.ready = False
         await self._requests.stop()
-        for t in self._tasks:
-            if t.get_name().endswith("-consume"):
-                try:
-                    await asyncio.wait_for(t, self.settings.ack_wait_s)
-                except asyncio.TimeoutError:
-                    t.cancel()
-            else:
-                t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        consume = [t for t in self._tasks if t.get_name().endswith("-consume")]
+        if consume:  # the pull loop ends by itself after the batch in hand: let it ack what it handled
+            await asyncio.wait(consume, timeout=self.settings.ack_wait_s)
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self.service.readmodel is not None:
             await self.service.readmodel.stop()
         self.log.info("service stopped")
 
     async def _consume(self) -> None:
-        js = self.nc.jetstream()
-        psub = None
+        # Not nats-py's PullSubscription.fetch: a late 408 of its previous request left a lingering pull request
+        # open, and messages it captured reached the handler up to 1 s late (services/harness/pull.py).
+        puller = PullConsumer(self.nc, self.stream, consumer_name(self.service.name))
         backoff = 0.2
-        while not self._stopping.is_set():
-            try:
-                if psub is None:
-                    psub = await js.pull_subscribe_bind(consumer_name(self.service.name), self.stream)
-                msgs = await psub.fetch(self.settings.fetch_batch, timeout=1.0)
-                backoff = 0.2
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                continue  # nothing to do within the fetch window
-            except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError, nats.js.errors.APIError,
-                    nats.errors.Error, OSError) as exc:
-                self.log.warning("fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            for msg in msgs:
-                await self._handle(msg)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if not puller.started:
+                        await puller.start()
+                    msgs = await puller.fetch(self.settings.fetch_batch, self.fetch_wait_s)
+                    backoff = 0.2
+                except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError, nats.js.errors.APIError,
+                        nats.errors.Error, OSError) as exc:
+                    self.log.warning("fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for msg in msgs:
+                    await self._handle(msg)
+        finally:
+            await puller.close()
 
     async def _handle(self, msg: Msg) -> None:
         meta = msg.metadata

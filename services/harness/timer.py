@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Awaitable, Callable
 
 from events.errors import ConcurrencyError, EventStoreError
+from events.tasks import cancel_and_wait
 from services.harness.clock import Clock
 
 STORE_RETRY_S = 1.0
@@ -49,8 +50,7 @@ async def replan_loop(name: str, store, subject_filter: str, step: Step, clock: 
                 continue
             await _wait(name, changed, follower, clock.sleep_until(wake) if wake is not None else None)
     finally:
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
+        await cancel_and_wait([follower])
 
 
 async def _follow(store, after_seq: int, subject_filter: str, changed: asyncio.Event) -> None:

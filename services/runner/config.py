@@ -21,6 +21,30 @@ with the hard kill (PR #639)."""
 _SIZE = re.compile(r"[1-9][0-9]*[bkmg]?", re.IGNORECASE)
 
 
+class SandboxEndpoints(BaseModel):
+    """Where sandboxes reach the bus when the deployment provides the sandbox network (docs/deploy.md, compose):
+    NATS and the broker's model proxy are members of that network and are reached by name. The runner then
+    creates no network, relay or firewall rule; it only checks that the network exists and is internal.
+
+    Args:
+        nats_urls: the NATS servers as sandboxes resolve them (``["nats://nats:4222"]``; a cluster: every node).
+        model_proxy_url: the model proxy as sandboxes resolve it (``http://broker:8788``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    nats_urls: list[str] = Field(min_length=1)
+    model_proxy_url: str = Field(pattern=r"^https?://[^/]+/?$")
+
+    @field_validator("nats_urls")
+    @classmethod
+    def _nats(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.fullmatch(r"(nats|tls)://[^/,\s]+", url):
+                raise ValueError(f"expected nats://host:port, got {url!r}")
+        return v
+
+
 class RunnerConfig(BaseModel):
     """Args:
         backend: ``docker`` (default), ``apple-container`` (macOS; argv only here) or ``process`` (trusted local
@@ -45,6 +69,9 @@ class RunnerConfig(BaseModel):
             be writable by it: set it to the owner of the data directory when that is not 1000.
         model_proxy_url: the broker's model proxy as the runner reaches it (loopback in one process); sandboxes
             get it relayed at the network gateway, same port.
+        sandbox_endpoints: None (default): the runner owns ``network`` and relays NATS and the model proxy onto
+            its gateway. Set (the compose deployment): the deployment owns ``network`` and joins NATS and the
+            model proxy to it; sandboxes use these addresses directly (see :class:`SandboxEndpoints`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +92,7 @@ class RunnerConfig(BaseModel):
     max_output_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     user: str = Field("1000:1000", pattern=r"^[0-9]+(:[0-9]+)?$")
     model_proxy_url: str = Field("http://127.0.0.1:8788", pattern=r"^https?://[^/]+/?$")
+    sandbox_endpoints: SandboxEndpoints | None = None
 
     @field_validator("network_subnet")
     @classmethod

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 
+from events.tasks import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
@@ -48,9 +50,7 @@ class TcpRelay:
         """Stop listening and drop every open connection."""
         if self._server is not None:
             self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(list(self._tasks))
             await self._server.wait_closed()
             self._server = None
 

@@ -44,7 +44,8 @@ _INPUT_TIMEOUT_S = 5.0
 @dataclass(frozen=True)
 class Endpoints:
     """Where a sandbox reaches the bus and the model proxy (loopback for the process backend; the internal
-    network's gateway, relayed, for containers)."""
+    network's gateway, relayed, for containers; names on the deployment's network in compose). ``nats_url``:
+    one URL or several, comma-separated (a cluster's nodes)."""
 
     nats_url: str
     model_url: str

@@ -83,8 +83,12 @@ def build(ctx: ServiceContext) -> Service:
 
 async def _endpoints(config: RunnerConfig, backend: SandboxBackend, ctx: ServiceContext,
                      relays: list[TcpRelay]) -> Endpoints:
-    """Where sandboxes reach NATS and the model proxy. Containers: the internal network's gateway, where the
-    runner relays the two loopback ports (nothing else of the host is reachable). Process mode: loopback."""
+    """Where sandboxes reach NATS and the model proxy. Given by the deployment (``sandbox_endpoints``): those
+    names, on its network. Otherwise, containers: the internal network's gateway, where the runner relays the
+    two loopback ports (nothing else of the host is reachable); process mode: loopback."""
+    if config.sandbox_endpoints is not None:
+        given = config.sandbox_endpoints
+        return Endpoints(",".join(given.nats_urls), given.model_proxy_url.rstrip("/"))
     nats = ctx.nc.connected_url  # a parsed URL (it may carry the services password: never handed on)
     proxy = urlparse(config.model_proxy_url)
     nats_host, nats_port = (nats.hostname or "127.0.0.1", nats.port or 4222) if nats else ("127.0.0.1", 4222)

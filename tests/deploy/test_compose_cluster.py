@@ -1,14 +1,16 @@
-"""The `cluster` compose profile on the real engine: three NATS nodes, streams at R3, every service given all
-three URLs. One node is stopped during traffic: messages are still accepted and turned into dispatched runs;
-restarted, the node catches up with the stream (its own replica reaches the leader's last sequence)."""
+"""The `cluster` compose profile on the real engine: three NATS nodes, streams at R3, every service and every
+sandbox given all three URLs. One node is stopped during traffic: messages are still accepted and answered by
+the agent; restarted, the node catches up with the stream (its own replica reaches the leader's last sequence)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from tests.deploy.compose import Deployment, count, wait_events
+from tests.deploy.compose import Deployment, count, events
+from tests.stub_anthropic import StubAnthropic
 
 pytestmark = [pytest.mark.docker, pytest.mark.deploy, pytest.mark.timeout(900)]
 
@@ -34,31 +36,30 @@ def replica_last_seq(deployment: Deployment, node: str) -> int:
 
 
 async def test_one_node_down_the_system_keeps_answering_and_the_node_catches_up(tmp_path):
-    cluster = Deployment(tmp_path / "cluster", "cluster")
-    try:
-        cluster.up()
-        result = cluster.admin("groups", "add", "http:before", "--name", "Before", "--folder", "before", "--no-trigger")
-        assert result.returncode == 0, result.stdout + result.stderr
-        result = cluster.admin("groups", "add", "http:during", "--name", "During", "--folder", "during", "--no-trigger")
-        assert result.returncode == 0, result.stdout + result.stderr
-        cluster.post("before", "first message")
-        await wait_events(cluster, lambda s: count(s, "RunDispatched", "before") >= 1, timeout=180)
+    with StubAnthropic(host="0.0.0.0", script=lambda body: ("text", "answered by the cluster")) as model:
+        cluster = Deployment(tmp_path / "cluster", "cluster", model_port=model.port)
+        try:
+            cluster.up()
+            for folder in ("before", "during"):
+                result = cluster.admin("groups", "add", f"http:{folder}", "--name", folder.title(), "--folder", folder,
+                                       "--no-trigger")
+                assert result.returncode == 0, result.stdout + result.stderr
+            cluster.post("before", "first message")
+            assert await cluster.wait_replies("before", 1, timeout=240) == ["answered by the cluster"]
 
-        cluster.compose("stop", "-t", "5", "nats-2")  # nats-1 keeps the published port for this test's reads
-        cluster.post("during", "while a node is down")
-        seen = await wait_events(cluster, lambda s: count(s, "RunDispatched", "during") >= 1, timeout=180)
-        assert count(seen, "AgentTurnRequested", "during") == 1
+            cluster.compose("stop", "-t", "5", "nats-2")  # nats-1 keeps the published port for this test's reads
+            cluster.post("during", "while a node is down")
+            assert await cluster.wait_replies("during", 1, timeout=240) == ["answered by the cluster"]
+            assert count(await events(cluster), "AgentTurnRequested", "during") == 1
 
-        cluster.compose("start", "nats-2")
-        cluster.wait_healthy(["nats-2"])
-        leader_seq = replica_last_seq(cluster, "nats-1")
-        assert leader_seq > 0
-        import asyncio
-
-        for _ in range(120):
-            if replica_last_seq(cluster, "nats-2") >= leader_seq:
-                break
-            await asyncio.sleep(1)
-        assert replica_last_seq(cluster, "nats-2") >= leader_seq
-    finally:
-        cluster.down()
+            cluster.compose("start", "nats-2")
+            cluster.wait_healthy(["nats-2"])
+            leader_seq = replica_last_seq(cluster, "nats-1")
+            assert leader_seq > 0
+            for _ in range(120):
+                if replica_last_seq(cluster, "nats-2") >= leader_seq:
+                    break
+                await asyncio.sleep(1)
+            assert replica_last_seq(cluster, "nats-2") >= leader_seq
+        finally:
+            cluster.down()

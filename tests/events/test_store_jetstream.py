@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 
@@ -59,14 +60,7 @@ async def test_a_follow_goes_on_after_a_server_restart(nats_server, nc):
     await fill(nc, 3)
     store = JetStreamEventStore(nc, replay_heartbeat=0.2)
     seen = []
-
-    async def follower():
-        async for raw in store.read_raw(follow=True):
-            seen.append(raw.seq)
-            if raw.seq == 5:
-                return
-
-    task = asyncio.create_task(follower())
+    task = following(store, seen, until=5)
     await eventually(lambda: seen == [1, 2, 3])
     nats_server.stop()
     nats_server.start()
@@ -93,6 +87,16 @@ async def test_a_message_lost_on_the_way_is_read_again_in_order(nc, monkeypatch)
     calls = spy(monkeypatch, "start")
     assert [raw.seq async for raw in JetStreamEventStore(nc).read_raw()] == list(range(1, 11))
     assert dropped and calls["start"] == 2
+
+
+def following(store, seen: list[int], *, until: int) -> asyncio.Task:
+    """A task following the whole stream into ``seen`` (stream sequences) until it has read ``until``."""
+    async def follow() -> None:
+        async for raw in store.read_raw(follow=True):
+            seen.append(raw.seq)
+            if raw.seq == until:
+                return
+    return asyncio.create_task(follow())
 
 
 async def fill(nc, n: int, start: int = 0) -> None:
@@ -141,3 +145,20 @@ async def test_a_follow_ends_when_cancelled_even_as_a_message_arrives(nc):
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=5)
         assert done, f"the follow ignored its cancellation (attempt {attempt})"
+
+
+async def test_a_follow_starved_of_the_event_loop_keeps_its_consumer(nc, monkeypatch):
+    """A synchronous call that blocks the whole process for longer than two heartbeat intervals (a Docker SDK
+    call, a slow disk) is not a silent consumer: the heartbeats were waiting in the socket. The follow goes on
+    with the same consumer and misses nothing."""
+    await fill(nc, 2)
+    store = JetStreamEventStore(nc, replay_heartbeat=0.2)
+    calls = spy(monkeypatch, "start")
+    seen = []
+    task = following(store, seen, until=4)
+    await eventually(lambda: seen == [1, 2])
+    await asyncio.sleep(1.1)  # the follow is waiting for news when ...
+    time.sleep(2.0)  # ... the loop blocks for 10 heartbeat intervals
+    await fill(nc, 2, start=2)
+    await asyncio.wait_for(task, 10)
+    assert seen == [1, 2, 3, 4] and calls["start"] == 1

@@ -152,6 +152,24 @@ async def test_stop_finishes_the_message_in_flight_and_acks_it(nc, js_store):
     assert await _acked(nc)
 
 
+async def test_stop_ends_a_service_task_that_swallowed_its_cancel(nc, js_store):
+    """On 3.11 a cancel landing as a nats-py request completes is swallowed (asyncio.wait_for); the task goes on.
+    The stop cancels it again rather than waiting for it forever (a CI run hung 300 s on exactly this)."""
+    cancels = []
+
+    async def follow_forever(_deps):
+        while True:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise
+
+    runner = await run(Service("follower", tasks=[follow_forever]), nc, js_store)
+    await asyncio.wait_for(runner.stop(), 10)
+    assert len(cancels) == 2
+
 
 async def _acked(nc) -> bool:
     info = await nc.jetstream().consumer_info("NC_EVENTS", consumer_name("pinger"))
@@ -164,3 +182,80 @@ async def _dead_letter_events(store):
 
 async def _has(store) -> bool:
     return bool(await _dead_letter_events(store))
+
+
+async def test_a_request_subject_is_answered_as_soon_as_the_service_is_ready(nats_server, nc, js_store):
+    # Readiness includes the server knowing the subscription: a sandbox's first tool call right after start
+    # (on its own connection) must not get "no responders".
+    import nats
+
+    from services.harness.service import Reply
+
+    async def answer(request, deps):
+        return Reply.success({"echo": request.data["n"]})
+
+    other = await nats.connect(nats_server.url)
+    try:
+        for attempt in range(5):
+            runner = await run(Service("asker", {}, requests={f"nc.ipc.*.probe{attempt}": answer}), nc, js_store)
+            try:
+                reply = await other.request(f"nc.ipc.g.probe{attempt}", b'{"n": 1}', timeout=5)
+                assert b'"echo": 1' in reply.data
+            finally:
+                await runner.stop()
+    finally:
+        await other.close()
+
+
+async def test_a_late_notice_of_an_earlier_pull_request_does_not_hold_back_later_messages(nats_server, nc, js_store):
+    # An idle consumer's pull request ends with the server's "408 Request Timeout", which often arrives just
+    # after the client's own timer fired, i.e. while the next request is waiting. nats-py's fetch took it for
+    # the answer to that next request and sent a second, lingering one; a message that request captured reached
+    # the handler only when it expired (up to 1 s with the production window) or was redelivered after
+    # ack_wait. A 30 s window and a 3 s ack_wait make that at least 3 s here, against milliseconds.
+    handled: list[int] = []
+
+    async def record(d):
+        handled.append(d.payload.n)
+        return []
+
+    requests: list[str] = []  # reply subjects of the runner's pull requests, as the server sees them
+
+    async def seen(msg):
+        requests.append(msg.reply)
+
+    spy = await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.NC_EVENTS.{consumer_name('pinger')}", cb=seen)
+    settings = HarnessSettings(max_deliver=3, retry_delays_s=[0.05], ack_wait_s=3)
+    runner = ServiceRunner(pong_service(record), nc, js_store, settings, fetch_wait_s=30.0)
+    await runner.start()
+    try:
+        await eventually(lambda: len(requests) >= 1)
+        await ping(js_store, 1)
+        await eventually(lambda: handled == [1])
+        await eventually(lambda: len(requests) >= 2)  # the next request is waiting
+        await _late_request_timeout(nats_server.url, requests[0])
+        await ping(js_store, 2)
+        await eventually(lambda: handled == [1, 2])
+        await ping(js_store, 3)
+        await eventually(lambda: handled == [1, 2, 3], timeout=2.0)  # a bound, not a speed claim: see above
+    finally:
+        await runner.stop()
+        await spy.unsubscribe()
+
+
+async def _late_request_timeout(url: str, reply: str) -> None:
+    """Send ``reply`` the notice the server sends when a pull request expires (a status line nats-py cannot
+    publish), over a raw connection, and wait until the server has routed it (PING → PONG)."""
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        hdr = b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 64\r\nNats-Pending-Bytes: 0\r\n\r\n"
+        writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n'
+                     + f"HPUB {reply} {len(hdr)} {len(hdr)}\r\n".encode() + hdr + b"\r\nPING\r\n")
+        await writer.drain()
+        while (line := await asyncio.wait_for(reader.readline(), 5)) != b"PONG\r\n":
+            assert not line.startswith(b"-ERR"), line
+    finally:
+        writer.close()
+        await writer.wait_closed()

@@ -101,6 +101,25 @@ def test_config_refuses_root_bad_subnets_and_sizes_and_computes_the_hard_timeout
     assert gateway_ip(cfg) == "172.29.0.1" and gateway_ip(RunnerConfig(network_subnet="10.9.8.0/24")) == "10.9.8.1"
 
 
+@pytest.mark.parametrize("endpoints", [{"nats_urls": []}, {"nats_urls": ["http://nats:4222"], "model_proxy_url": "http://b:1"},
+                                       {"nats_urls": ["nats://a:1,nats://b:2"], "model_proxy_url": "http://b:1"},
+                                       {"nats_urls": ["nats://a:1"], "model_proxy_url": "http://b:1/v1"}])
+def test_given_sandbox_endpoints_must_be_nats_urls_and_a_proxy_origin(endpoints) -> None:
+    with pytest.raises(ValueError):
+        RunnerConfig(sandbox_endpoints=endpoints)
+
+
+async def test_given_sandbox_endpoints_are_used_as_they_are_without_relays() -> None:
+    from services.runner.service import _endpoints
+
+    cfg = RunnerConfig(sandbox_endpoints={"nats_urls": ["nats://nats-1:4222", "nats://nats-2:4222"],
+                                          "model_proxy_url": "http://broker:8788/"})
+    relays: list = []
+    endpoints = await _endpoints(cfg, None, None, relays)  # type: ignore[arg-type] — neither is consulted
+    assert (endpoints.nats_url, endpoints.model_url) == ("nats://nats-1:4222,nats://nats-2:4222", "http://broker:8788")
+    assert relays == []
+
+
 def test_container_names_follow_v1_and_specs_refuse_secrets_and_unsafe_mounts() -> None:
     assert container_name("family_chat.x", 1700000000000) == "nanoclaw-family-chat-x-1700000000000"
     for key in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN", "DB_PASSWORD", "X_SECRET"):

@@ -306,5 +306,30 @@ async def test_ensure_available_refuses_a_network_that_is_not_internal(docker_cl
         net.remove()
 
 
+PROVIDED = {"nats_urls": ["nats://nats:4222"], "model_proxy_url": "http://broker:8788"}
+
+
+async def test_a_provided_network_is_used_as_it_is_never_created_or_checked_for_a_subnet(docker_client,
+                                                                                          base_image) -> None:
+    # The compose deployment owns the sandbox network (NATS and the model proxy are members of it).
+    name = f"nanoclaw-test-provided-{uuid.uuid4().hex[:8]}"
+    config = RunnerConfig(network=name, sandbox_endpoints=PROVIDED)
+    with pytest.raises(SandboxUnavailable, match="not found.*the deployment provides it"):
+        await DockerBackend(config).ensure_available()
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.networks.get(name)  # not created by the runner
+    net = docker_client.networks.create(name, driver="bridge", internal=True)
+    try:
+        await DockerBackend(config).ensure_available()  # any subnet: the deployment chose it
+    finally:
+        net.remove()
+    open_net = docker_client.networks.create(name, driver="bridge")
+    try:
+        with pytest.raises(SandboxUnavailable, match="not internal"):
+            await DockerBackend(config).ensure_available()
+    finally:
+        open_net.remove()
+
+
 def test_the_engine_is_reachable_for_these_tests(docker_client) -> None:
     assert docker_client.ping() is True and sys.platform == "linux"

@@ -307,3 +307,19 @@ async def test_sigterm_stops_the_claude_cli_child_too(nats_server, ws):
             assert not any(alive(p) for p in children)
         finally:
             agent.kill()
+
+
+async def test_several_nats_urls_are_a_server_list_and_the_one_that_is_up_is_used(nats_server):
+    # A cluster deployment gives every node, comma-separated; a node that is down must not fail the run.
+    from sandbox.agent.protocol import NatsSettings
+    from sandbox.agent.runner import connect_nats
+    from services.harness.natsserver import free_port
+
+    down = f"nats://127.0.0.1:{free_port()}"
+    settings = NatsSettings(url=f"{down}, {nats_server.url}", user=None, password=None, inbox_prefix="_INBOX_r1",
+                            input_subject="nc.run.g.r1.input", ipc_prefix="nc.ipc.g")
+    nc = await connect_nats(settings, "r1", window_s=10)
+    try:
+        assert nc.is_connected and nc.connected_url.port == int(nats_server.url.rsplit(":", 1)[1])
+    finally:
+        await nc.close()

@@ -167,6 +167,8 @@ class DockerBackend:
         return await self._engine(self._ensure_network_sync)
 
     def _ensure_network_sync(self, client: Any) -> str:
+        if self.config.sandbox_endpoints is not None:
+            return self._check_provided_network(client)
         name, subnet, gateway = self.config.network, self.config.network_subnet, gateway_ip(self.config)
         try:
             net = client.networks.get(name)
@@ -196,6 +198,20 @@ class DockerBackend:
             raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: network {name!r} has subnet "
                                      f"{[c.get('Subnet') for c in configs]}, runner.network_subnet is {subnet}")
         return next((c["Gateway"] for c in configs if c.get("Subnet") == subnet and c.get("Gateway")), gateway)
+
+    def _check_provided_network(self, client: Any) -> str:
+        """The deployment's network (``sandbox_endpoints`` set): it must exist and be internal; the runner never
+        creates it, since NATS and the model proxy have to be members. Returns ``""`` (no gateway is used)."""
+        name = self.config.network
+        try:
+            net = client.networks.get(name)
+        except docker.errors.NotFound:
+            raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: network {name!r} not found; with runner.sandbox_endpoints "
+                                     f"set, the deployment provides it (docs/deploy.md)") from None
+        if not net.attrs.get("Internal"):
+            raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: network {name!r} is not internal: sandboxes would "
+                                     f"reach the internet")
+        return ""
 
     async def run(self, spec: SandboxSpec) -> ExecProcess:
         """``docker run -i --rm …``; raises OSError if the CLI cannot be spawned."""
