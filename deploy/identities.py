@@ -19,9 +19,9 @@ from pathlib import Path
 import nkeys
 
 from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_PREFIX, EVENT_STREAM, encode_token
+from services.harness.natscallout import SANDBOX_ACCOUNT
 
 SERVICES_ACCOUNT = "NC"
-SANDBOX_ACCOUNT = "SANDBOX"
 ADMIN, READER, CALLOUT = "admin", "reader", "sandbox-auth"
 IPC_TOOLS_ROUTER = ("send_message", "register_group")
 IPC_TOOLS_SCHEDULER = ("schedule_task", "list_tasks", "pause_task", "resume_task", "cancel_task", "update_task")

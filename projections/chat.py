@@ -63,6 +63,16 @@ def group_refs(rm: Queryable, *, jid: str | None = None, folder: str | None = No
     return [GroupRef(r["jid"], r["folder"], bool(r["is_main"])) for r in rows]
 
 
+def group_by_jid(rm: Queryable, jid: str) -> GroupRef | None:
+    """The registered group of chat ``jid``, if any."""
+    return next(iter(group_refs(rm, jid=jid)), None)
+
+
+def group_by_folder(rm: Queryable, folder: str) -> GroupRef | None:
+    """The registered group with folder ``folder``, if any."""
+    return next(iter(group_refs(rm, folder=folder)), None)
+
+
 class RegisteredGroups(Projection):
     name = "registered_groups"
     version = 1

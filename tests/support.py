@@ -7,8 +7,10 @@ import sqlite3
 from typing import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Wait until ``check()`` is true; fail with AssertionError after ``timeout`` s (a bound, not a speed claim)."""
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, interval: float = 0.02, *,
+                     detail: object = None) -> None:
+    """Wait until ``check()`` is true; fail with AssertionError after ``timeout`` s (a bound, not a speed claim),
+    naming ``detail`` (as it is then, e.g. a list the check watches) when given."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = check()
@@ -17,7 +19,7 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
         if result:
             return
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {timeout}s" + ("" if detail is None else f": {detail}"))
         await asyncio.sleep(interval)
 
 

@@ -33,8 +33,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-ROLE_LABEL, AGENT_ROLE = "nanoclaw.role", "agent"
-"""The runner's label for its sandboxes (services/runner/sandbox/base.py ROLE_LABEL, AGENT_ROLE)."""
+# The runner's label for its sandboxes (a module of the standard library only: cheap to import here).
+from services.runner.sandbox.base import AGENT_ROLE, ROLE_LABEL
 
 ENV_PREFIX = "NANOCLAW_DOCKER_PROXY__"
 MIN_API = (1, 24)

@@ -264,9 +264,7 @@ async def _until(coros: list, when: str) -> None:
     try:
         await asyncio.wait(tasks, return_when=when)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, reason: str) -> None:

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-_S = {"type": "string"}
+from .schema import STR as _S, obj as _obj
+
 _VERSION = {"type": "integer", "minimum": 1, "description": "The task's current version (from gov_get or gov_list)."}
 _EVIDENCE = {"type": "array", "items": _S}
 _STATES = ["INBOX", "TRIAGED", "READY", "DOING", "REVIEW", "APPROVAL", "DONE", "BLOCKED"]
-
-
-def _obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required}
 
 
 GOV_TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {

@@ -21,6 +21,7 @@ from claude_agent_sdk import SdkMcpTool, create_sdk_mcp_server, tool
 from nats.aio.client import Client as NatsClient
 
 from .os_tools import OS_TOOLS, TIMEOUTS_S
+from .schema import STR as _STR, obj as _schema
 
 log = logging.getLogger("sandbox.agent.tools")
 
@@ -34,12 +35,6 @@ _SCHEDULE_HELP = (
 )
 
 
-def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    # A full JSON schema (not the SDK's {name: type} shorthand, which makes every parameter required).
-    return {"type": "object", "properties": properties, "required": required}
-
-
-_STR = {"type": "string"}
 _TASK_ID = {"type": "string", "description": "The task id (from list_tasks or schedule_task)."}
 _TYPE = {"type": "string", "enum": ["cron", "interval", "once"]}
 _CONTEXT = {"type": "string", "enum": ["group", "isolated"]}

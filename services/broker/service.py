@@ -39,10 +39,10 @@ def build(ctx: ServiceContext, clock: Clock | None = None) -> Service:
     proxy = ModelProxy(config.model_proxy, key, credential, ctx.store, readmodel)
     ext = build_ext(config.ext, creds.ext, ctx.repository("broker"), clock or SystemClock())
 
-    async def close_ext(_proxy: ModelProxy) -> None:
-        await _until_stopped(ext)
+    async def serve(_proxy: ModelProxy) -> None:
+        await _serve(proxy, ext)
 
-    return Service("broker", deps=proxy, tasks=[_serve, close_ext], readmodel=readmodel,
+    return Service("broker", deps=proxy, tasks=[serve], readmodel=readmodel,
                    requests={EXT_CALL_SUBJECT: ext.handle})
 
 
@@ -64,17 +64,11 @@ def run_token_key(credentials: Credentials) -> bytes:
     return key
 
 
-async def _serve(proxy: ModelProxy) -> None:
-    await proxy.serve()
+async def _serve(proxy: ModelProxy, ext: ExtBroker) -> None:
+    """The model proxy's HTTP server, and the external-access broker's HTTP session, until the service stops."""
     try:
+        await proxy.serve()
         await asyncio.Event().wait()
     finally:
         await proxy.close()
-
-
-async def _until_stopped(ext: ExtBroker) -> None:
-    """Keeps the external-access broker's HTTP session until the service stops."""
-    try:
-        await asyncio.Event().wait()
-    finally:
         await ext.close()

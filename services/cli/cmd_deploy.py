@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from services.cli.common import ConfigOption, CredentialsOption, console, out
+from services.cli.common import ConfigOption, CredentialsOption, console, out, progress_line
 
 app = typer.Typer(help="The container deployment (docs/deploy.md).", no_args_is_help=True)
 
@@ -59,7 +59,7 @@ def build(base_image: str = typer.Option(None, "--base-image",
                 def progress(line: str, task=tasks[name]) -> None:
                     if verbose:
                         bar.console.print(line, highlight=False, markup=False)
-                    bar.update(task, description=_short(line))
+                    bar.update(task, description=progress_line(line))
 
                 started = time.monotonic()
                 result = builders[name](progress, client=client, base_image=base_image)
@@ -73,12 +73,6 @@ def build(base_image: str = typer.Option(None, "--base-image",
     for name, result, seconds in results:
         table.add_row(name, result.tag, result.status, f"{result.size / 1e6:.0f} MB", f"{seconds:.1f} s")
     out.print(table)
-
-
-def _short(text: str, width: int = 200) -> str:
-    """One line of build output as plain rich text (log lines may contain ``[``)."""
-    text = " ".join(text.split())
-    return (text[: width - 1] + "…" if len(text) > width else text).replace("[", r"\[")
 
 
 @app.command()

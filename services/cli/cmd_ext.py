@@ -19,13 +19,12 @@ from rich.table import Table
 from events.errors import ConcurrencyError
 from events.repository import Repository
 from events.store.port import EventStore
-from projections.base import Projection
 from projections.ext import ExtCalls, ExtCapabilities
 from services.broker.ext.capability import LEVEL_NAMES, CapabilityError, ExtCapability, check_names
 from services.broker.ext.config import ExtConfig
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
-from services.cli.rebuilt import rebuilt_rows
+from services.cli.rebuilt import rebuilt, rebuilt_rows
 from services.harness.clock import SystemClock, parse_time
 
 app = typer.Typer(help="Grant, deny and audit agents' external access (GitHub, HTTP APIs).", no_args_is_help=True)
@@ -46,11 +45,6 @@ async def change(store: EventStore, folder: str, provider: str, apply: Callable[
     result = apply(capability)
     await repo.save(capability)
     return result
-
-
-async def rows(store: EventStore, projection: Projection, sql: str, params: tuple = ()) -> list[dict]:
-    """Rows of ``projection`` rebuilt from the log in memory."""
-    return await rebuilt_rows(store, [projection], sql, params)
 
 
 def grant_status(row: dict, now: datetime) -> str:
@@ -167,10 +161,11 @@ def list_(group: str | None = typer.Option(None, "--group", help="only this grou
 
     async def go():
         async with bus(settings, creds, name="nanoclaw-ext") as (_nc, store):
-            return (await rows(store, ExtCapabilities(), f"SELECT * FROM ext_capabilities {where} "
-                                                         "ORDER BY group_folder, provider, grant_id", params),
-                    await rows(store, ExtCapabilities(), f"SELECT * FROM ext_denies {where} "
-                                                         "ORDER BY group_folder, provider, product", params))
+            async with rebuilt(store, [ExtCapabilities()]) as rm:  # one replay for both tables
+                return ([dict(r) for r in rm.query(f"SELECT * FROM ext_capabilities {where} "
+                                                   "ORDER BY group_folder, provider, grant_id", params)],
+                        [dict(r) for r in rm.query(f"SELECT * FROM ext_denies {where} "
+                                                   "ORDER BY group_folder, provider, product", params)])
 
     grants, denies = run(go())
     now = SystemClock().now()
@@ -200,8 +195,8 @@ def calls(group: str | None = typer.Option(None, "--group", help="only this grou
 
     async def go():
         async with bus(settings, creds, name="nanoclaw-ext") as (_nc, store):
-            return await rows(store, ExtCalls(), f"SELECT * FROM ext_calls {where} ORDER BY seq DESC LIMIT ?",
-                              (*params, limit))
+            return await rebuilt_rows(store, [ExtCalls()], f"SELECT * FROM ext_calls {where} ORDER BY seq DESC LIMIT ?",
+                                      (*params, limit))
 
     table = Table("at", "group", "provider", "level", "product", "decision", "status", "ms", "key", "params hmac")
     for c in reversed(run(go())):

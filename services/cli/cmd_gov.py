@@ -19,7 +19,7 @@ from rich.table import Table
 
 from events.errors import ConcurrencyError
 from events.repository import Repository
-from projections.chat import RegisteredGroups
+from projections.chat import RegisteredGroups, group_refs
 from projections.governance import governance_projections
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
@@ -269,7 +269,7 @@ def tasks_assign(task_id: str, folder: str, expected_version: int = VersionOptio
 def roles(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
     """Show who holds which role, who approves each gate, and whether strict mode is on."""
     async def action(deps):
-        return [(g.folder, sorted(deps.roles(g.folder))) for g in queries.registered_folders(deps.readmodel)], deps.config
+        return [(g.folder, sorted(deps.group_roles(g))) for g in group_refs(deps.readmodel)], deps.config
     groups, gov = _session(config, credentials, action)
     table = Table("group folder", "roles")
     for folder, held in groups:

@@ -14,13 +14,16 @@ Writes into ``--dir`` (default ``<data_dir>/deploy``):
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import typer
 import yaml
 
-from services.cli.common import ConfigOption, console, out
+from deploy.identities import ADMIN, READER, SERVICE_ACCESS, Identities, inbox_prefix, write_secret
+from deploy.natsconf import CLUSTER_NODES, write_server_files
+from services.cli.common import ConfigOption, console, load, out
 
 
 def init(directory: Path = typer.Option(None, "--dir", help="where to write (default: <data_dir>/deploy)"),
@@ -31,10 +34,6 @@ def init(directory: Path = typer.Option(None, "--dir", help="where to write (def
          config: Path | None = ConfigOption) -> None:
     """Generate an nkey per service, the admin, reader and sandbox-callout identities, and the NATS server
     configuration with least-privilege permissions; safe to re-run (existing keys are kept)."""
-    from deploy.identities import Identities
-    from deploy.natsconf import CLUSTER_NODES, write_server_files
-    from services.cli.common import load
-
     settings, _ = load(config)
     docker_gid = _docker_gid(docker_socket)  # first: a failed init writes nothing
     directory = (directory or Path(settings.data_dir) / "deploy").resolve()
@@ -48,16 +47,16 @@ def init(directory: Path = typer.Option(None, "--dir", help="where to write (def
     ids.save(store)
     write_server_files(ids, directory / "nats")
     for path, text in deployment_env(ids).items():
-        _secret(directory / path, text)
-    for name in ("admin", "reader"):
-        creds = {"nats": {"nkey_seed": ids.seeds[name], "inbox_prefix": _inbox(name)}}
-        _secret(directory / f"{name}.credentials.yml", yaml.safe_dump(creds))
+        write_secret(directory / path, text)
+    for name in (ADMIN, READER):
+        creds = {"nats": {"nkey_seed": ids.seeds[name], "inbox_prefix": inbox_prefix(name)}}
+        write_secret(directory / f"{name}.credentials.yml", yaml.safe_dump(creds))
     runner_dir = _runner_dir(directory / "runner")
     urls = {"single": ["nats://nats:4222"], "cluster": [f"nats://{node}:4222" for node in CLUSTER_NODES]}
     for profile, replicas in (("single", 1), ("cluster", 3)):
         (directory / f"{profile}.env").write_text(
             f"COMPOSE_PROFILES={profile}\nNANOCLAW_DEPLOY_DIR={directory}\n"
-            f"NANOCLAW_NATS_URLS={_json(urls[profile])}\nNANOCLAW_STREAM_REPLICAS={replicas}\n"
+            f"NANOCLAW_NATS_URLS={json.dumps(urls[profile], separators=(',', ':'))}\nNANOCLAW_STREAM_REPLICAS={replicas}\n"
             f"NANOCLAW_RUNNER_DIR={runner_dir}\nNANOCLAW_DOCKER_SOCKET={docker_socket}\n"
             f"NANOCLAW_DOCKER_GID={docker_gid}\n")
     out.print(f"identities and NATS configuration in {directory} "
@@ -91,11 +90,10 @@ def _docker_gid(socket: Path) -> int:
 
 def deployment_env(ids) -> dict[str, str]:
     """``env/<identity>.env`` text for every container: relative path → content."""
-    from deploy.identities import SERVICE_ACCESS
-
     files = {}
-    for name in (*SERVICE_ACCESS, "admin", "reader"):
-        lines = [f"NANOCLAW_CRED_NATS__NKEY_SEED={ids.seeds[name]}", f"NANOCLAW_CRED_NATS__INBOX_PREFIX={_inbox(name)}"]
+    for name in (*SERVICE_ACCESS, ADMIN, READER):
+        lines = [f"NANOCLAW_CRED_NATS__NKEY_SEED={ids.seeds[name]}",
+                 f"NANOCLAW_CRED_NATS__INBOX_PREFIX={inbox_prefix(name)}"]
         if name in ("runner", "broker"):
             lines.append(f"NANOCLAW_CRED_RUN_TOKEN_KEY={ids.run_token_key}")
         if name == "gateway":
@@ -106,21 +104,3 @@ def deployment_env(ids) -> dict[str, str]:
         files[f"env/{name}.env"] = "\n".join(lines) + "\n"
     files["env/nats.env"] = f"NANOCLAW_JS_KEY={ids.js_key}\n"
     return files
-
-
-def _inbox(name: str) -> str:
-    from deploy.identities import inbox_prefix
-
-    return inbox_prefix(name)
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _secret(path: Path, text: str) -> None:
-    from deploy.identities import write_secret
-
-    write_secret(path, text)

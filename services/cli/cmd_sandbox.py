@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column
 
-from services.cli.common import console, out
+from services.cli.common import console, out, progress_line
 
 app = typer.Typer(help="The agent sandbox image.", no_args_is_help=True)
 STEPS = ("base", "wheelhouse", "image")
@@ -61,7 +61,7 @@ def build_with_progress(base_image: str | None = None, verbose: bool = False):
                 current[0] = step
             if verbose:
                 bar.console.print(f"{step:<10} {text}", highlight=False, markup=False)
-            bar.update(tasks[step], description=_short(text))
+            bar.update(tasks[step], description=progress_line(text))
 
         try:
             result = build_agent_image_result(progress, base_image=base_image)
@@ -77,9 +77,3 @@ def build_with_progress(base_image: str | None = None, verbose: bool = False):
             bar.update(tasks[step], completed=1)
         bar.update(tasks["image"], description=f"{result.status}: {result.tag}")
     return result
-
-
-def _short(text: str, width: int = 200) -> str:
-    """One line of build output as plain rich text (log lines may contain ``[``)."""
-    text = " ".join(text.split())
-    return (text[: width - 1] + "…" if len(text) > width else text).replace("[", r"\[")

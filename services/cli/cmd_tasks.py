@@ -15,14 +15,13 @@ from rich.table import Table
 from events.catalogue.scheduler import DEFAULT_CATCH_UP, DEFAULT_CONTEXT_MODE
 from events.errors import ConcurrencyError
 from events.repository import Repository
+from projections.chat import RegisteredGroups, group_refs
 from projections.scheduler import ScheduledTasks, TaskRunLogs
 from services.cli.bus import bus
-from services.cli.cmd_groups import current_groups
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
-from services.cli.rebuilt import rebuilt_rows
+from services.cli.rebuilt import rebuilt, rebuilt_rows
 from services.harness.clock import SystemClock
-from services.scheduler import commands
-from services.scheduler.queries import GroupRef
+from services.scheduler import commands, queries
 from services.scheduler.schedule import local_time
 from services.scheduler.task import ScheduledTask, TaskError
 
@@ -33,10 +32,6 @@ BY = "cli"
 def _fail(exc: Exception) -> None:
     console.print(f"[red]error[/red]: {exc}")
     raise typer.Exit(2)
-
-
-async def _rows(store, sql: str, params: tuple = ()) -> list[dict]:
-    return await rebuilt_rows(store, [ScheduledTasks(), TaskRunLogs()], sql, params)
 
 
 def _local(when: str | None, tz: str) -> str:
@@ -51,8 +46,8 @@ def list_(group: str | None = typer.Option(None, help="only this group folder"),
 
     async def go():
         async with bus(settings, creds, name="nanoclaw-tasks") as (_nc, store):
-            where, params = ("WHERE group_folder = ?", (group,)) if group else ("", ())
-            return await _rows(store, f"SELECT * FROM scheduled_tasks {where} ORDER BY next_run IS NULL, next_run", params)
+            async with rebuilt(store, [ScheduledTasks()]) as rm:
+                return [dict(r) for r in queries.tasks(rm, group or None)]
 
     table = Table("id", "group", "schedule", "status", "next run", "last run", "last result", "context", "catch-up")
     for t in run(go()):
@@ -82,13 +77,14 @@ def add(group: str = typer.Argument(..., help="group folder or chat JID"),
 
     async def go() -> ScheduledTask:
         async with bus(settings, creds, name="nanoclaw-tasks") as (_nc, store):
-            row = next((g for g in await current_groups(store) if group in (g["folder"], g["jid"])), None)
-            if row is None:
+            async with rebuilt(store, [RegisteredGroups()]) as rm:
+                target = next((g for g in group_refs(rm) if group in (g.folder, g.jid)), None)
+            if target is None:
                 raise TaskError(f"{group!r} is not a registered group (see `nanoclaw groups list`)")
             task = commands.schedule(
                 {"prompt": prompt, "schedule_type": schedule_type, "schedule_value": value, "script": script,
                  "context_mode": context_mode, "catch_up": catch_up, "timezone": timezone},
-                group=GroupRef(row["jid"], row["folder"], bool(row["is_main"])), timezone=settings.timezone,
+                group=target, timezone=settings.timezone,
                 now=SystemClock().now(), by=BY)
             await Repository(store, BY).save(task)
             return task
@@ -171,8 +167,9 @@ def runs(task_id: str, limit: int = typer.Option(20, min=1), config: Path | None
 
     async def go():
         async with bus(settings, creds, name="nanoclaw-tasks") as (_nc, store):
-            return await _rows(store, "SELECT * FROM task_run_logs WHERE task_id = ? ORDER BY run_at DESC LIMIT ?",
-                               (task_id, limit))
+            return await rebuilt_rows(store, [TaskRunLogs()],
+                                      "SELECT * FROM task_run_logs WHERE task_id = ? ORDER BY run_at DESC LIMIT ?",
+                                      (task_id, limit))
 
     table = Table("run at (UTC)", "status", "duration ms", "result / error")
     for r in run(go()):

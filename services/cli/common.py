@@ -44,3 +44,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def progress_line(text: str, width: int = 200) -> str:
+    """One line of build output as plain rich text (log lines may contain ``[``)."""
+    text = " ".join(text.split())
+    return (text[: width - 1] + "…" if len(text) > width else text).replace("[", r"\[")

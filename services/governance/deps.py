@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from events.catalogue.types import iso_utc
 from events.repository import Repository
+from projections.chat import GroupRef, group_by_folder
 from services.governance.config import GovernanceConfig
 from services.governance.policy import roles_of
-from services.governance.queries import ReadModel, group_by_folder
+from services.governance.queries import ReadModel
 from services.harness.clock import Clock
 
 
@@ -27,4 +28,8 @@ class GovernanceDeps:
     def roles(self, folder: str) -> frozenset[str]:
         """The roles of a group folder; empty for a folder that is not a registered group."""
         group = group_by_folder(self.readmodel, folder)
-        return roles_of(folder, self.config, is_main=group.is_main) if group else frozenset()
+        return self.group_roles(group) if group else frozenset()
+
+    def group_roles(self, group: GroupRef) -> frozenset[str]:
+        """The roles of a registered group already looked up."""
+        return roles_of(group.folder, self.config, is_main=group.is_main)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from events.catalogue.governance import GovTaskDispatched
 from events.catalogue.scheduler import TaskRunRequested
 from events.envelope import AggregateRef
+from projections.chat import GroupRef, group_by_folder, group_refs
 from services.governance import queries
 from services.governance.deps import GovernanceDeps
 from services.governance.errors import GovernanceError
@@ -43,23 +44,23 @@ def run_aggregate_id(key: str) -> str:
     return f"{RUN_PREFIX}{key}"
 
 
-def approver_group(deps: GovernanceDeps, gate: str, task: GovTask) -> queries.GroupRef | None:
+def approver_group(deps: GovernanceDeps, gate: str, task: GovTask) -> GroupRef | None:
     """The registered group that gets a gate's approval run: the configured ``group``, else the first folder
     (by name) holding the gate's role that did not execute ``task`` (an executor may not approve it)."""
     gate_config = deps.config.gates.get(gate)
     if gate_config is None:
         return None
     if gate_config.group is not None:
-        return queries.group_by_folder(deps.readmodel, gate_config.group)
-    return next((g for g in queries.registered_folders(deps.readmodel)
-                 if gate_config.role in deps.roles(g.folder) and not task.is_executor(group_actor(g.folder))), None)
+        return group_by_folder(deps.readmodel, gate_config.group)
+    return next((g for g in group_refs(deps.readmodel)
+                 if gate_config.role in deps.group_roles(g) and not task.is_executor(group_actor(g.folder))), None)
 
 
 def decide(task: GovTask, deps: GovernanceDeps) -> bool:
     """Apply the dispatch decision to ``task`` (pending events); returns whether anything changed."""
     at = deps.now()
     if task.state == "READY" and task.assignee:
-        target = queries.group_by_folder(deps.readmodel, task.assignee)
+        target = group_by_folder(deps.readmodel, task.assignee)
         if target is None:
             log.warning("assignee is not a registered group; the task waits in READY", task_id=task.id,
                         assignee=task.assignee)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from projections.chat import group_by_folder
 from services.governance import commands, queries
 from services.governance.deps import GovernanceDeps
 from services.governance.errors import GovernanceError
 from services.governance.policy import Requester, require_any_role
 from services.governance.task import GovTask
+from services.harness.natsauth import IPC_PREFIX
 from services.harness.service import Emit, Reply, Request
-
-IPC_PREFIX = "nc.ipc"
 
 
 class BadInput(GovernanceError):
@@ -61,9 +61,10 @@ def _version(data: dict[str, Any]) -> int:
 
 def _requester(req: Request, deps: GovernanceDeps) -> Requester:
     folder = req.token(2)
-    if queries.group_by_folder(deps.readmodel, folder) is None:
+    group = group_by_folder(deps.readmodel, folder)
+    if group is None:
         raise GovernanceError(f"no registered group has folder {folder!r}")
-    requester = Requester.group(folder, deps.roles(folder))
+    requester = Requester.group(folder, deps.group_roles(group))
     require_any_role(requester)
     return requester
 

@@ -6,21 +6,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Protocol, Sequence
+from typing import Any
 
-from projections.chat import GroupRef, group_refs
-
-
-class ReadModel(Protocol):
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]: ...
-
-
-def group_by_folder(rm: ReadModel, folder: str) -> GroupRef | None:
-    return next(iter(group_refs(rm, folder=folder)), None)
-
-
-def registered_folders(rm: ReadModel) -> list[GroupRef]:
-    return group_refs(rm)
+from projections.chat import Queryable as ReadModel
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

@@ -44,9 +44,9 @@ class PullConsumer:
         consumer: the durable pull consumer's name.
     """
 
-    def __init__(self, nc: Client, stream: str, consumer: str, *, api_prefix: str = api.DEFAULT_PREFIX):
+    def __init__(self, nc: Client, stream: str, consumer: str):
         self._nc = nc
-        self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._next = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._sub = None
         self._inbox = ""

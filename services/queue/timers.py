@@ -31,15 +31,17 @@ def next_due(queue: RunQueue | None) -> datetime | None:
     return parse_time(retries[0][0]) if retries else None
 
 
-async def fire_due(deps: "QueueDeps") -> list[tuple[str, int]]:
+async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tuple[str, int]]:
     """Append one ``MessageRetryDue`` per retry due by ``deps.clock.now()``, in one commit. Returns the fired
     ``(chat_jid, attempt)`` pairs. The message id is keyed on the queue position the decision was based on,
-    so two timers deciding on the same state store one commit.
+    so two timers deciding on the same state store one commit. ``queue``: the aggregate when the caller has
+    just loaded it (default: load it).
 
     Raises:
         ConcurrencyError: the queue moved on meanwhile (the caller re-plans and tries again).
     """
-    queue = await deps.repository.get(RunQueue, QUEUE_ID)
+    if queue is None:
+        queue = await deps.repository.get(RunQueue, QUEUE_ID)
     if queue is None:
         return []
     now = iso_utc(deps.clock.now())
@@ -59,9 +61,10 @@ async def retry_timer(deps: "QueueDeps") -> None:
     cancelled (service stop)."""
 
     async def step() -> datetime | None:
-        due = next_due(await deps.repository.get(RunQueue, QUEUE_ID))
+        queue = await deps.repository.get(RunQueue, QUEUE_ID)
+        due = next_due(queue)
         if due is not None and due <= deps.clock.now():
-            await fire_due(deps)
+            await fire_due(deps, queue)
             return deps.clock.now()  # look again at once: the next retry may be due too
         return due
 

@@ -18,6 +18,7 @@ from events.catalogue.types import iso_utc
 from events.errors import ConcurrencyError
 from events.repository import Repository
 from events.subjects import EVENT_PREFIX
+from projections.chat import group_by_jid
 from projections.readmodel import ReadModelTimeout
 from services.harness.clock import Clock, parse_time
 from services.harness.emit import append_emit
@@ -77,7 +78,7 @@ async def claim(deps: SchedulerDeps, task_id: str, now: datetime) -> str | None:
     task = await deps.repository.get(ScheduledTask, task_id)
     if task is None or not task.is_due(now):
         return None
-    group = queries.group(deps.readmodel, task.chat_jid)
+    group = group_by_jid(deps.readmodel, task.chat_jid)
     error = run_id = None
     if group is None or group.folder != task.group_folder:
         error = f"group {task.group_folder!r} ({task.chat_jid}) is no longer registered"

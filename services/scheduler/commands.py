@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from events.catalogue.scheduler import DEFAULT_CATCH_UP, DEFAULT_CONTEXT_MODE
-from services.scheduler.queries import GroupRef
+from projections.chat import GroupRef
 from services.scheduler.schedule import Schedule
 from services.scheduler.task import ScheduledTask, TaskError
 

@@ -13,7 +13,7 @@ class SchedulerConfig(BaseModel):
             older ones are skipped and recorded.
         report_errors: send a short notice to the task's chat when a run fails or the scheduler pauses the
             task (v1 never told the user, quirk 8).
-        request_timeout_s: how long a scheduling tool request may wait for the read model to catch up (s).
+        request_timeout_s: how long the clock waits for the read model to catch up before claiming due runs (s).
 
     Raises (on validation): pydantic.ValidationError for unknown keys or out-of-range values.
     """

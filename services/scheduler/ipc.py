@@ -10,23 +10,22 @@ id and next run, or why nothing was done.
 
 from __future__ import annotations
 
+from projections.chat import GroupRef, group_by_folder, group_by_jid
+from services.harness.natsauth import IPC_PREFIX
 from services.harness.service import Emit, Reply, Request
 from services.scheduler import commands, queries
 from services.scheduler.claims import SchedulerDeps
-from services.scheduler.queries import GroupRef
 from services.scheduler.schedule import local_time
 from services.scheduler.task import ScheduledTask
-
-IPC_PREFIX = "nc.ipc"
 
 
 def _msg_id(req: Request, me: GroupRef) -> str:
     return f"ipc:{me.folder}:{req.token(3)}:{req.request_id}"
 
 
-async def _requester(req: Request, deps: SchedulerDeps) -> GroupRef | None:
-    await deps.readmodel.wait_for(await deps.repository.store.last_seq(), timeout=deps.config.request_timeout_s)
-    return queries.group_by_folder(deps.readmodel, req.token(2))
+def _requester(req: Request, deps: SchedulerDeps) -> GroupRef | None:
+    """The requesting group (the harness has caught the read model up before calling the handler)."""
+    return group_by_folder(deps.readmodel, req.token(2))
 
 
 def _unknown(req: Request) -> Reply:
@@ -38,14 +37,14 @@ async def schedule_task(req: Request, deps: SchedulerDeps) -> Reply:
     ``context_mode`` (group|isolated, default group), ``script``, ``catch_up`` (skip|once|all, default once),
     ``timezone`` (IANA, default the configured one), ``target_group_jid`` (main only).
     Answer: ``"Task <id> scheduled: <type> - <value>; next run <local time>"``."""
-    me = await _requester(req, deps)
+    me = _requester(req, deps)
     if me is None:
         return _unknown(req)
     target_jid = req.data.get("target_group_jid") or me.jid
     if target_jid != me.jid and not me.is_main:
         return Reply.failure(f"group {me.folder!r} may only schedule tasks for its own chat ({me.jid}); only the "
                              "main group may schedule for other groups")
-    target = queries.group(deps.readmodel, target_jid) if isinstance(target_jid, str) else None
+    target = group_by_jid(deps.readmodel, target_jid) if isinstance(target_jid, str) else None
     if target is None:
         return Reply.failure(f"{target_jid!r} is not a registered group; register it first")
     try:
@@ -58,7 +57,7 @@ async def schedule_task(req: Request, deps: SchedulerDeps) -> Reply:
 
 async def list_tasks(req: Request, deps: SchedulerDeps) -> Reply:
     """Answer: one line per task (the main group sees every group's), or "No scheduled tasks found."."""
-    me = await _requester(req, deps)
+    me = _requester(req, deps)
     if me is None:
         return _unknown(req)
     rows = queries.tasks(deps.readmodel, None if me.is_main else me.folder)
@@ -70,7 +69,7 @@ async def list_tasks(req: Request, deps: SchedulerDeps) -> Reply:
 
 
 async def _change(req: Request, deps: SchedulerDeps, verb: str, apply) -> Reply:
-    me = await _requester(req, deps)
+    me = _requester(req, deps)
     if me is None:
         return _unknown(req)
     task_id = req.data.get("task_id")

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from projections.chat import GroupRef, Queryable, group_refs
+from projections.chat import GroupRef, Queryable
 
+__all__ = ["GroupRef", "ReadModel", "due_task_ids", "next_wake", "tasks"]
 
 ReadModel = Queryable
-
-
-def group(rm: ReadModel, jid: str) -> GroupRef | None:
-    return next(iter(group_refs(rm, jid=jid)), None)
-
-
-def group_by_folder(rm: ReadModel, folder: str) -> GroupRef | None:
-    return next(iter(group_refs(rm, folder=folder)), None)
 
 
 def due_task_ids(rm: ReadModel, now_iso: str) -> list[str]:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Literal
+from typing import Iterator, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-ScheduleType = Literal["cron", "interval", "once"]
-SCHEDULE_TYPES = ("cron", "interval", "once")
+from events.catalogue.scheduler import ScheduleType
+
+SCHEDULE_TYPES: tuple[str, ...] = get_args(ScheduleType)
 
 
 class ScheduleError(ValueError):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from eventsourcing.domain import event
 
 from events.aggregate import NcAggregate
-from events.catalogue.queue import rerun_id, task_run_id
+from events.catalogue.queue import ContextMode, rerun_id, task_run_id
+from events.catalogue.scheduler import CatchUp
 from events.catalogue.types import iso_utc
 from services.harness.clock import parse_time
 from services.scheduler import catchup
@@ -24,8 +25,8 @@ from services.scheduler.schedule import Schedule
 
 _RUN_NS = uuid.UUID("5b2d7c8e-61f4-4d3a-a0b9-9e4c1f2a7d63")
 RESULT_CHARS = 200  # v1 last_result: the first 200 characters of the result
-CONTEXT_MODES = ("group", "isolated")
-CATCH_UPS = ("skip", "once", "all")
+CONTEXT_MODES: tuple[str, ...] = get_args(ContextMode)
+CATCH_UPS: tuple[str, ...] = get_args(CatchUp)
 
 
 class TaskError(ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any, AsyncIterator
 
 from events.repository import Repository
@@ -13,7 +12,7 @@ from services.broker.service import build as build_broker
 from services.harness.config import Credentials
 from services.harness.runner import ServiceRunner
 from tests.broker.ext_stub import ExtStub
-from tests.bus import context, running, settings
+from tests.bus import ask, context, running, settings
 from tests.clock import T0, FakeClock
 
 MASTER = "ext-master-key-for-tests-0123456789"
@@ -51,8 +50,7 @@ async def ext_broker(nc, store, tmp_path, stub: ExtStub, clock: FakeClock, crede
 
 async def ext_call(nc, folder: str, /, **args) -> dict:
     """The agent's side of the tool: one NATS request on ``nc.ipc.<folder>.ext_call``."""
-    msg = await nc.request(f"nc.ipc.{folder}.ext_call", json.dumps(args).encode(), timeout=15)
-    return json.loads(msg.data)
+    return await ask(nc, folder, "ext_call", args, timeout=15)
 
 
 async def grant(store, folder: str, provider: str, level: int, product: str | None = None,

@@ -99,10 +99,9 @@ class Deployment:
         (self.root / "compose.log").write_text(logs.stdout + logs.stderr)
         self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
         # Sandboxes are the runner's, not compose's: any left (an idle run) would keep the network alive.
-        client = docker_client()
-        for sandbox in client.containers.list(all=True, filters={"label": f"nanoclaw.network={self.sandbox_network}"}):
+        for sandbox in self.sandboxes():
             sandbox.remove(force=True)
-        for network in client.networks.list(names=[self.sandbox_network]):
+        for network in docker_client().networks.list(names=[self.sandbox_network]):
             network.remove()
 
     def sandboxes(self) -> list:
@@ -136,6 +135,12 @@ class Deployment:
     def admin(self, *args: str) -> subprocess.CompletedProcess:
         """``nanoclaw --credentials admin.credentials.yml …`` against the published NATS port."""
         return cli(*args[:2], "--credentials", str(self.root / "admin.credentials.yml"), *args[2:], env=self.admin_env())
+
+    def add_group(self, folder: str) -> None:
+        """``nanoclaw groups add http:<folder>``: the webhook chat ``folder``, answered without a trigger."""
+        result = self.admin("groups", "add", f"http:{folder}", "--name", folder.title(), "--folder", folder,
+                            "--no-trigger")
+        assert result.returncode == 0, result.stdout + result.stderr
 
     def _webhook_auth(self) -> dict[str, str]:
         token = dict(line.split("=", 1) for line in (self.root / "env" / "gateway.env").read_text().split())
@@ -198,7 +203,7 @@ async def wait_events(deployment: Deployment, predicate, timeout: float = 120) -
         try:
             seen = await events(deployment)
         except Exception:  # noqa: BLE001 — NATS restarting, or a cluster electing a leader: poll again
-            seen = seen
+            pass
         if predicate(seen):
             return seen
         await asyncio.sleep(1)

@@ -3,7 +3,6 @@ connecting as the generated identities."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -74,13 +73,3 @@ class DeployedNats:
 
         return await nats.connect(self.url, nkeys_seed_str=self.ids.seeds[name], inbox_prefix=inbox_prefix(name),
                                   error_cb=on_error, allow_reconnect=False, connect_timeout=5)
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> bool:
-    """Poll ``predicate()`` until true or ``timeout`` s (a generous bound, not a timing assertion)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()

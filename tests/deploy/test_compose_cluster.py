@@ -41,9 +41,7 @@ async def test_one_node_down_the_system_keeps_answering_and_the_node_catches_up(
         try:
             cluster.up()
             for folder in ("before", "during"):
-                result = cluster.admin("groups", "add", f"http:{folder}", "--name", folder.title(), "--folder", folder,
-                                       "--no-trigger")
-                assert result.returncode == 0, result.stdout + result.stderr
+                cluster.add_group(folder)
             cluster.post("before", "first message")
             assert await cluster.wait_replies("before", 1, timeout=240) == ["answered by the cluster"]
 

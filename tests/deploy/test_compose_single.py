@@ -60,12 +60,6 @@ def single(tmp_path_factory, model):
         deployment.down()
 
 
-def _add_group(deployment: Deployment, folder: str) -> None:
-    result = deployment.admin("groups", "add", f"http:{folder}", "--name", folder.title(), "--folder", folder,
-                              "--no-trigger")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 REACH = ("import socket\n"
          "def ok(host, port):\n"
          "    try:\n"
@@ -77,7 +71,7 @@ REACH = ("import socket\n"
 
 
 async def test_a_webhook_message_gets_the_agents_reply_and_the_audit_is_clean(single, model):
-    _add_group(single, "support")
+    single.add_group("support")
     single.post("support", "hello from the webhook")
     assert await single.wait_replies("support", 1) == ["Hello from the sandbox"]
     # The broker injected the key; the sandbox presented only its run token.
@@ -110,7 +104,7 @@ def test_the_runner_reaches_the_engine_only_through_the_proxy_and_its_policy(sin
 
 
 async def test_a_runner_killed_mid_turn_answers_the_turn_once_after_restart(single, model):
-    _add_group(single, "crash")
+    single.add_group("crash")
     single.post("crash", "survive a crash")
     assert await asyncio.to_thread(model.model.slow_call_started.wait, 180), "the model was never called"
     slow_since = time.monotonic()

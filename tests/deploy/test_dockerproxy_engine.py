@@ -24,6 +24,7 @@ import pytest
 
 from deploy.dockerproxy.policy import ProxyPolicy
 from deploy.dockerproxy.server import DockerProxy
+from services.harness.natsserver import free_port
 from services.runner.config import RunnerConfig
 from services.runner.policy import policy_from_config
 from services.runner.sandbox.base import Mount, SandboxSpec
@@ -245,12 +246,6 @@ def test_a_bare_line_feed_in_a_header_is_refused_since_the_engine_would_read_a_h
 
 NANOCLAW = [sys.executable, "-m", "services.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_nanoclaw_deploy_docker_proxy_serves_until_sigterm(proxy):

@@ -56,8 +56,9 @@ from services.scheduler import ipc as scheduler_ipc
 from services.scheduler.service import build as build_scheduler
 from tests.broker.ext_stub import ExtStub
 from tests.broker.ext_support import GH_TOKEN, MASTER, RUN_KEY, grant
+from tests.bus import ask_subject
 from tests.clock import FakeClock
-from tests.deploy.natsdeploy import DeployedNats, wait_for
+from tests.deploy.natsdeploy import DeployedNats
 from tests.stub_anthropic import StubAnthropic
 from tests.support import eventually
 
@@ -128,7 +129,8 @@ async def test_a_service_cannot_subscribe_outside_its_inbox_and_requests(server)
     queue = await server.connect("queue", errors)
     await queue.subscribe("nc.evt.>")
     await queue.subscribe("_INBOX_router.>")  # another service's replies
-    assert await wait_for(lambda: len([e for e in errors if "permissions violation for subscription" in e.lower()]) >= 2)
+    await eventually(lambda: len([e for e in errors if "permissions violation for subscription" in e.lower()]) >= 2,
+                     detail=errors)
     await queue.close()
 
 
@@ -144,7 +146,7 @@ async def test_the_reader_reads_but_cannot_publish(server):
     with pytest.raises(nats.errors.TimeoutError):
         await js.publish("nc.evt.router.group.g2.GroupRegistered", b"{}")
     await reader.publish("nc.ipc.main.send_message", b"{}")
-    assert await wait_for(lambda: any("permissions violation for publish" in e.lower() for e in errors))
+    await eventually(lambda: any("permissions violation for publish" in e.lower() for e in errors), detail=errors)
     with pytest.raises((nats.errors.TimeoutError, APIError)):
         await js.purge_stream(EVENT_STREAM)
     await reader.close()
@@ -219,7 +221,7 @@ async def test_a_sandbox_reaches_its_own_group_and_nothing_else(server):
     await sandbox.subscribe(beta.input_subject)
     await sandbox.subscribe("nc.run.>")
     await sandbox.subscribe("nc.evt.>")
-    assert await wait_for(lambda: len([e for e in errors if "permissions violation" in e.lower()]) >= 4), errors
+    await eventually(lambda: len([e for e in errors if "permissions violation" in e.lower()]) >= 4, detail=errors)
     assert seen == ["nc.ipc.alpha.send_message"]
     # The runner's follow-up reaches the run (services → SANDBOX account) and is answered.
     async def take_input(msg):
@@ -241,9 +243,8 @@ async def test_a_revoked_or_unknown_sandbox_user_is_refused(server):
     identity = await issuer.issue("run-3", "alpha")
     wrong = type(identity)(identity.user, "not-the-password", identity.inbox_prefix, identity.input_subject,
                            identity.ipc_prefix)
-    for attempt in (wrong,):
-        with pytest.raises(Exception):
-            await _sandbox(server, attempt, [])
+    with pytest.raises(Exception):
+        await _sandbox(server, wrong, [])
     await issuer.revoke("run-3")
     with pytest.raises(Exception):
         await _sandbox(server, identity, [])
@@ -261,7 +262,7 @@ async def test_services_run_under_their_generated_identities(server, tmp_path):
             host = Host(settings, server.credentials(name), {name: available[name]}, [server.url])
             await host.start()
             hosts.append(host)
-        assert await wait_for(lambda: all(all(c["ready"] for c in h.checks().values()) for h in hosts), 30)
+        await eventually(lambda: all(all(c["ready"] for c in h.checks().values()) for h in hosts), 30)
     finally:
         for host in hosts:
             await host.stop()
@@ -269,11 +270,6 @@ async def test_services_run_under_their_generated_identities(server, tmp_path):
 
 
 def test_init_writes_secrets_0600_and_keeps_keys(tmp_path):
-    import subprocess
-    import sys
-
-    REPO = __import__('pathlib').Path(__file__).resolve().parents[2]
-
     def init(*extra: str) -> None:
         subprocess.run([sys.executable, "-m", "services.cli.main", "init", "--dir", str(tmp_path / "d"), *extra],
                        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True,
@@ -288,7 +284,8 @@ def test_init_writes_secrets_0600_and_keeps_keys(tmp_path):
     assert len(secrets) > 10
     for path in secrets:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-        assert all(seed not in (tmp_path / "d" / "nats" / "accounts.conf").read_text() for seed in first.seeds.values())
+    accounts = (tmp_path / "d" / "nats" / "accounts.conf").read_text()
+    assert all(seed not in accounts for seed in first.seeds.values())
     env = dict(line.split("=", 1) for line in (tmp_path / "d" / "env" / "router.env").read_text().split())
     assert env["NANOCLAW_CRED_NATS__NKEY_SEED"] == first.seeds["router"]
     assert permissions_for("router")["subscribe"]["allow"][0] == env["NANOCLAW_CRED_NATS__INBOX_PREFIX"] + ".>"
@@ -346,8 +343,7 @@ async def _register(store: JetStreamEventStore, *folders: str) -> None:
 
 async def _tool(sandbox, identity, tool: str, **args) -> dict:
     """One agent tool call as the sandbox makes it: a request on ``nc.ipc.<its folder>.<tool>``."""
-    msg = await sandbox.request(f"{identity.ipc_prefix}.{tool}", json.dumps(args).encode(), timeout=15)
-    return json.loads(msg.data)
+    return await ask_subject(sandbox, f"{identity.ipc_prefix}.{tool}", args, timeout=15)
 
 
 async def _done(sandbox, identity, tool: str, **args):
@@ -465,7 +461,7 @@ async def test_a_service_cannot_append_another_services_events_answer_its_tools_
                                   js.purge_stream(EVENT_STREAM), js.delete_msg(EVENT_STREAM, 1), return_exceptions=True)
     assert all(isinstance(outcome, (nats.errors.TimeoutError, APIError)) for outcome in denied), denied
     await nc.subscribe("nc.ipc.*.send_message")  # the router's tool
-    assert await wait_for(lambda: any("permissions violation for subscription" in e.lower() for e in errors))
+    await eventually(lambda: any("permissions violation for subscription" in e.lower() for e in errors), detail=errors)
     await nc.close()
     assert await _stored(server) == 0
 

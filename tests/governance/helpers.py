@@ -3,7 +3,6 @@ tool calls as agents make them (NATS requests on ``nc.ipc.<folder>.<tool>``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,13 @@ from services.governance.service import build
 from services.governance.task import GovTask
 from services.harness.config import HarnessSettings, Settings
 from services.router.groups import RegisteredGroup
-from tests.bus import context, running
+from tests.bus import ask, context, refused, running  # noqa: F401 — refused: re-exported for the tests
 from tests.clock import FakeClock
 
 MAIN, DEV, SEC, DEVSEC, NOBODY = "whatsapp_main", "dev-team", "sec-team", "dev-sec", "no-role"
 JIDS = {MAIN: "main@g.us", DEV: "dev@g.us", SEC: "sec@g.us", DEVSEC: "devsec@g.us", NOBODY: "norole@g.us"}
 ROLES = {DEV: ["developer"], SEC: ["security"], DEVSEC: ["developer", "security"]}
 """The main group holds ``main`` by being the registered main group; NOBODY holds no role."""
-REQUEST_TIMEOUT = 30.0
-"""A bound on one request, never a speed claim."""
 
 
 def gov_settings(tmp_path: Path, *, ack_wait_s: float = 5, **governance: Any) -> Settings:
@@ -44,20 +41,9 @@ async def register_groups(store, *folders: str) -> None:
         await repo.save(group)
 
 
-async def ask(nc, folder: str, tool: str, body: dict | None = None, *, request_id: str | None = None) -> dict:
-    headers = {"Nc-Request-Id": request_id} if request_id else None
-    msg = await nc.request(f"nc.ipc.{folder}.{tool}", json.dumps(body or {}).encode(), timeout=REQUEST_TIMEOUT,
-                           headers=headers)
-    return json.loads(msg.data)
-
-
 def ok(reply: dict) -> Any:
     assert reply["ok"] is True, reply
     return reply["result"]
-
-
-def refused(reply: dict, *words: str) -> bool:
-    return reply["ok"] is False and all(w in reply["error"] for w in words)
 
 
 async def move(nc, folder: str, task: dict, to: str, **extra: Any) -> dict:

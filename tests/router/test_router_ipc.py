@@ -9,14 +9,14 @@ Groups as v1's ipc-auth tests: ``main@g.us`` → ``whatsapp_main`` (main), ``oth
 from __future__ import annotations
 
 import asyncio
-import json
+from functools import partial
 
 from events.catalogue.chat import MessageDeliveryFailed, MessageSent
 from services.harness.runner import append_emit
 from services.harness.service import Emit
 from services.router.groups import RegisteredGroup
 from services.router.service import build
-from tests.bus import context, events_of, repo, running, settings
+from tests.bus import ask as bus_ask, context, events_of, refused, repo, running, settings
 from tests.support import eventually, has_at_least
 
 MAIN, OTHER, THIRD = "main@g.us", "other@g.us", "third@g.us"
@@ -46,11 +46,8 @@ def router(nc, store, tmp_path, **router_settings):
     return running(build, context(nc, store, settings(tmp_path, router=router_settings or QUICK)))
 
 
-async def ask(nc, folder, tool, body=None, *, raw: bytes | None = None, request_id: str | None = None) -> dict:
-    data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
-    headers = {"Nc-Request-Id": request_id} if request_id else None
-    msg = await nc.request(f"nc.ipc.{folder}.{tool}", data, timeout=REQUEST_TIMEOUT, headers=headers)
-    return json.loads(msg.data)
+ask = partial(bus_ask, timeout=REQUEST_TIMEOUT)
+"""A tool call (:func:`tests.bus.ask`) bounded by ``REQUEST_TIMEOUT``."""
 
 
 async def outbound(store) -> list:
@@ -65,10 +62,6 @@ async def outbound_events(store) -> list:
 async def group_events(store, jid) -> list[tuple[str, dict]]:
     return [(e.eventtype, e.data) async for c in store.read() for e in c.events
             if e.aggregatetype == "group" and e.aggregateid == jid]
-
-
-def refused(reply: dict, *words: str) -> bool:
-    return reply["ok"] is False and all(w in reply["error"] for w in words)
 
 
 # --- send_message: who may message which chat (§11.2, §11.4) -------------------------------------------------

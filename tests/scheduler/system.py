@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from datetime import datetime, timedelta
 from functools import partial
 from typing import AsyncIterator
@@ -16,9 +15,9 @@ from services.cli.cmd_groups import register_group
 from services.harness.emit import append_emit
 from services.harness.service import Emit
 from services.scheduler.service import build
-from tests.bus import context, events_of, running, settings
+from tests.bus import ask, context, events_of, running, settings
 from tests.clock import FakeClock
-from tests.support import eventually
+from tests.support import eventually, has_at_least
 
 MAIN, TEAM, OTHER = "main@g.us", "team@g.us", "other@g.us"
 FOLDERS = {MAIN: "whatsapp_main", TEAM: "whatsapp_team", OTHER: "whatsapp_other"}
@@ -42,8 +41,7 @@ class SchedulerSystem:
             yield runner
 
     async def tool(self, folder: str, name: str, **args) -> dict:
-        msg = await self.nc.request(f"nc.ipc.{folder}.{name}", json.dumps(args).encode(), timeout=10)
-        return json.loads(msg.data)
+        return await ask(self.nc, folder, name, args, timeout=10)
 
     async def schedule(self, folder: str = "whatsapp_team", **args) -> str:
         reply = await self.tool(folder, "schedule_task", **args)
@@ -65,13 +63,9 @@ class SchedulerSystem:
         return [e for e in await events_of(self.store, "TaskRunStarted") if task_id in (None, e.task_id)]
 
     async def wait_started(self, n: int, task_id: str | None = None) -> list:
-        await eventually(lambda: self._count(self.started(task_id), n))
+        await eventually(lambda: has_at_least(self.started(task_id), n))
         await asyncio.sleep(0.3)  # room for a wrong extra claim to show up
         return await self.started(task_id)
-
-    @staticmethod
-    async def _count(coro, n: int) -> bool:
-        return len(await coro) >= n
 
     async def finish(self, request, status: str = "succeeded", text: str | None = "all done") -> None:
         """What the runner emits for the queue's run of ``request`` (a ``TaskRunRequested``)."""

@@ -22,13 +22,14 @@ from typing import Any
 from eventsourcing.domain import event
 
 from events.aggregate import NcAggregate
+from events.catalogue.router import FOLDER_PATTERN
 from events.catalogue.types import iso_utc
 from services.broker.ext.config import PROVIDER_NAME
 from services.harness.clock import parse_time
 
 GRANT_TTL = timedelta(days=7)
 LEVEL_NAMES = {0: "none", 1: "read-only", 2: "write", 3: "deploy/merge"}
-_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_FOLDER = re.compile(FOLDER_PATTERN)
 _PRODUCT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
