@@ -136,6 +136,7 @@ def permissions_for(name: str) -> dict:
     publish = ["$JS.API.INFO", *_reading(EVENT_STREAM, durable), f"$JS.API.STREAM.INFO.{DEAD_LETTER_STREAM}",
                f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENT_STREAM}.{durable}", f"$JS.ACK.{EVENT_STREAM}.{durable}.>",
                *access.emits, _evt("system", "deadletter", encode_token(name), "MessageDeadLettered"),
+               _evt("system", "refusal", encode_token(name), "SandboxRequestRefused"),
                f"{DEAD_LETTER_PREFIX}.{name}", *access.requests]
     return {"publish": {"allow": publish, "deny": ADMIN_ONLY},
             "subscribe": {"allow": [f"{inbox_prefix(name)}.>", *access.answers]},

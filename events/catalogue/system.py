@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from events.catalogue.base import EventPayload
 from events.catalogue.types import UtcTimestamp
 
@@ -19,4 +21,24 @@ class MessageDeadLettered(EventPayload):
     deliveries: int
     error: str
     dead_letter_seq: int | None = None
+    at: UtcTimestamp
+
+
+class SandboxRequestRefused(EventPayload):
+    """Something a sandboxed agent asked for was refused as a security decision, and had no other effect: a
+    tool its group may not call (``ipc``), a reply subject outside its own inbox (``reply_subject``), a model-proxy
+    endpoint the agent does not need (``model_proxy``), or a path in its own tree that the host will not follow
+    (``host_path``). Bad arguments are not refusals (they get an error reply only). ``operation`` names what was
+    asked (a tool, ``POST /v1/files``, ``mkdir logs``); ``reason`` why it was refused. Aggregate id: the refusing
+    service (one ledger per service, like dead letters); ``group_folder`` and ``run_id`` name the sandbox."""
+
+    context = "system"
+    aggregate = "refusal"
+
+    service: str
+    group_folder: str
+    run_id: str | None = None
+    surface: Literal["ipc", "reply_subject", "model_proxy", "host_path"]
+    operation: str
+    reason: str
     at: UtcTimestamp
