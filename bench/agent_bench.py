@@ -74,9 +74,9 @@ from events.store.jetstream import JetStreamEventStore
 from events.repository import Repository
 from services.cli.registry import builders
 from services.harness.config import Credentials, Settings
-from services.harness.host import Host
+from services.harness.host import Host, embedded_host
 from services.harness.logging import setup_logging
-from services.harness.natsauth import EmbeddedAuth
+from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats, free_port
 from services.router.groups import RegisteredGroup
 from services.runner.sandbox.base import RUN_ID_LABEL, SandboxSpec
@@ -96,11 +96,10 @@ async def system(workdir: Path, stub: StubAnthropic, *, backend: str, runner: di
     server = EmbeddedNats(workdir / "nats", sync_always=sync_always, auth=EmbeddedAuth(workdir / "auth.conf")).start()
     proxy_port = free_port()
     runner_cfg = {"backend": backend, "model_proxy_url": f"http://127.0.0.1:{proxy_port}", **runner}
-    s = Settings(data_dir=workdir / "data", timezone="UTC", nats={"urls": [server.services_url]},
-                 channels={"http": {"port": 0}}, services=list(builders()), runner=runner_cfg,
-                 broker={"model_proxy": {"port": proxy_port, "upstream_url": stub.url}})
+    s = Settings(data_dir=workdir / "data", timezone="UTC", channels={"http": {"port": 0}}, services=list(builders()),
+                 runner=runner_cfg, broker={"model_proxy": {"port": proxy_port, "upstream_url": stub.url}})
     creds = Credentials(anthropic_api_key=SecretStr("sk-ant-bench-not-a-key"), run_token_key=SecretStr("b" * 32))
-    host = Host(s, creds, builders(), [server.services_url], run_identities=server.auth)
+    host = embedded_host(s, creds, builders(), server)
     try:
         await host.start()
         yield host, JetStreamEventStore(host.nc), server

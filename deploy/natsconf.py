@@ -17,8 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.identities import (ADMIN, CALLOUT, READER, SANDBOX_ACCOUNT, SERVICE_ACCESS, SERVICES_ACCOUNT, Identities,
-                               callout_permissions, permissions_for, public_key)
+from deploy.identities import Identities, public_key
+from services.harness.natsperms import (ADMIN, CALLOUT, READER, SANDBOX_ACCOUNT, SERVICE_ACCESS, SERVICES_ACCOUNT,
+                                        callout_permissions, permissions_for)
 
 REPO_NATS_CONF = Path(__file__).resolve().parents[1] / "nats.conf"
 KEY_ENV = "NANOCLAW_JS_KEY"
@@ -63,14 +64,16 @@ accounts {{
     users: [
 {body}
     ]
-    # Sandboxes call the services' IPC tools; the runner sends follow-ups to sandboxes.
+    # Sandboxes call the services' IPC tools; the runner sends follow-ups to sandboxes. `share: true`: the server
+    # tells the answering side who asked (Nats-Request-Info), so a refused request names its run.
     exports: [ {{ service: "nc.ipc.>" }} ]
-    imports: [ {{ service: {{ account: {SANDBOX_ACCOUNT}, subject: "nc.run.>" }} }} ]
+    imports: [ {{ service: {{ account: {SANDBOX_ACCOUNT}, subject: "nc.run.>" }}, share: true }} ]
   }}
-  # Per-run sandbox users only (minted by the auth callout); no JetStream, so no access to the event log.
+  # Per-run sandbox users only (minted by the auth callout); no JetStream, so no access to the event log. A
+  # request crossing into NC gets a reply subject the server makes (_R_.…) and answers come back only here.
   {SANDBOX_ACCOUNT} {{
     exports: [ {{ service: "nc.run.>" }} ]
-    imports: [ {{ service: {{ account: {SERVICES_ACCOUNT}, subject: "nc.ipc.>" }} }} ]
+    imports: [ {{ service: {{ account: {SERVICES_ACCOUNT}, subject: "nc.ipc.>" }}, share: true }} ]
   }}
 }}
 authorization {{

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from events.store.jetstream import JetStreamEventStore
 from services.cli.registry import builders
 from services.harness.config import Credentials
-from services.harness.host import Host
-from services.harness.natsauth import EmbeddedAuth
+from services.harness.host import Host, embedded_host
+from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats, free_port
 from tests.bus import settings
 from tests.stub_anthropic import StubAnthropic
@@ -29,11 +29,11 @@ async def system(tmp_path: Path, stub: StubAnthropic, *, backend: str = "process
     runner_cfg = {"backend": backend, "model_proxy_url": f"http://127.0.0.1:{proxy_port}", **(runner or {})}
     if image:
         runner_cfg["image"] = image
-    s = settings(tmp_path, nats={"urls": [server.services_url]}, channels={"http": {"port": 0}},
+    s = settings(tmp_path, channels={"http": {"port": 0}},
                  services=list(builders()), runner=runner_cfg,
                  broker={"model_proxy": {"port": proxy_port, "upstream_url": stub.url}})
     creds = Credentials(anthropic_api_key=SecretStr(REAL_KEY), run_token_key=SecretStr("k" * 32))
-    host = Host(s, creds, builders(), [server.services_url], run_identities=server.auth)
+    host = embedded_host(s, creds, builders(), server)
     await host.start()
     try:
         yield host, JetStreamEventStore(host.nc), server

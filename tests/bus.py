@@ -67,3 +67,13 @@ async def ask(nc, folder: str, tool: str, body=None, **kwargs) -> dict:
 def refused(reply: dict, *words: str) -> bool:
     """A tool answer that refuses, with every one of ``words`` in its error."""
     return reply["ok"] is False and all(w in reply["error"] for w in words)
+
+
+async def refusals_since(store: JetStreamEventStore, seq: int) -> list:
+    """The ``SandboxRequestRefused`` events stored after stream sequence ``seq``, failing if anything else was
+    stored (a refused request has no other effect)."""
+    out = []
+    async for c in store.read(after_seq=seq):
+        assert [e.eventtype for e in c.events] == ["SandboxRequestRefused"], c.events
+        out.append(c.events[0].payload())
+    return out

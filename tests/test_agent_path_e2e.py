@@ -41,3 +41,25 @@ async def test_a_message_is_answered_by_the_agent_with_a_tool_reply_and_a_final_
 async def _usage(store: JetStreamEventStore):
     await eventually(lambda: has_at_least(events_of(store, "ModelUsageRecorded"), 2))
     return await events_of(store, "ModelUsageRecorded")
+
+
+async def test_in_up_every_service_has_its_own_identity_and_cannot_write_anothers_events(tmp_path):
+    from events.catalogue.queue import RunQueued
+    from events.errors import EventStoreError
+    from services.harness.emit import append_emit
+    from services.harness.service import Emit
+
+    with StubAnthropic(steps=[("text", "hi")]) as stub:
+        async with system(tmp_path, stub) as (host, store, server):
+            connections = {r.service.name: r.nc for r in host.runners}
+            assert len({id(nc) for nc in connections.values()} | {id(host.nc)}) == len(connections) + 1
+            router = JetStreamEventStore(connections["router"], timeout=1.0)
+            forged = Emit.append("default", RunQueued(run_id="r1", chat_jid="http:shop", group_folder="shop",
+                                                      prompt="forged"))
+            try:
+                await append_emit(router, forged, source="router", msg_id="forged-1")
+            except EventStoreError:
+                pass
+            else:
+                raise AssertionError("the router's identity appended a queue event")
+            assert await events_of(store, "RunQueued") == []

@@ -63,7 +63,7 @@ async def test_a_sandboxed_agent_answers_takes_a_follow_up_and_holds_no_secret(t
             # No secret anywhere the agent can look: environment, process tables, files it can read.
             assert REAL_KEY not in " ".join(container.attrs["Config"]["Env"])
             code, out = await sh(container, "cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n'")
-            assert REAL_KEY not in out and "k" * 32 not in out and server.auth.services_password not in out
+            assert REAL_KEY not in out and "k" * 32 not in out and not any(pw in out for pw in server.auth.passwords.values())
             code, out = await sh(container, f"grep -rls '{REAL_KEY}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=opt 2>/dev/null; true")
             assert out.strip() == ""
             code, _ = await sh(container, "touch /nanoclaw-was-here")

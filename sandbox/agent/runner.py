@@ -178,7 +178,15 @@ class Conversation:
         self._queue.put_nowait(None)
 
     async def on_input(self, msg: Msg) -> None:
-        """NATS handler for ``input_subject``: ``{"type":"message","text":…}`` or ``{"type":"close"}``."""
+        """NATS handler for ``input_subject``: ``{"type":"message","text":…}`` or ``{"type":"close"}``.
+
+        Only requests count: the runner always asks for an answer. A message without a reply subject is ignored,
+        because that is what a service's *answer* looks like when another sandbox sets this run's input subject
+        as the reply subject of its own tool call (the server routes such answers within the sandbox account;
+        docs/agent-runs.md, "Reply subjects")."""
+        if not msg.reply:
+            log.warning("ignored a message on the input subject that is not a request (%d bytes)", len(msg.data))
+            return
         reply: dict[str, Any] = {"ok": True}
         try:
             req = json.loads(msg.data)
@@ -201,8 +209,7 @@ class Conversation:
                 self.stopped.set()
         else:
             reply = {"ok": False, "error": "bad input: expected {type: message, text} or {type: close}"}
-        if msg.reply:
-            await msg.respond(json.dumps(reply).encode())
+        await msg.respond(json.dumps(reply).encode())
 
     # --- model side ---------------------------------------------------------------------------------------
     def on_message(self, m: Any) -> None:

@@ -16,6 +16,7 @@ from events.store.jetstream import JetStreamEventStore
 from events.store.streams import StreamSettings, ensure_streams
 from services.harness.config import Credentials, Settings
 from services.harness.connect import NatsUnavailable, connect_nats
+from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats
 
 
@@ -24,7 +25,7 @@ def run_file(settings: Settings) -> Path:
 
 
 def write_run_file(settings: Settings, url: str) -> None:
-    """Record the running server's URL (with the services user's password: owner-only file)."""
+    """Record the running server's URL (with the admin's password: owner-only file)."""
     path = run_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -65,8 +66,10 @@ async def bus(settings: Settings, credentials: Credentials, *, name: str,
         if url is None and not start_embedded:
             raise NatsUnavailable("the bus is not running: start it with `nanoclaw up` (or set nats.urls)")
         if url is None:
-            server = EmbeddedNats(nats_store_dir(settings), sync_always=settings.nats.sync_always).start()
-            url = server.url
+            # With the same accounts as `up`: the store is the services' account's (services/harness/natsauth.py).
+            server = EmbeddedNats(nats_store_dir(settings), sync_always=settings.nats.sync_always,
+                                  auth=EmbeddedAuth(nats_store_dir(settings) / "auth.conf")).start()
+            url = server.admin_url
         urls = [url]
     try:
         nc = await connect_nats(urls, settings.nats, credentials, name=name, reconnect=False)

@@ -21,7 +21,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from deploy.identities import ADMIN, READER, SERVICE_ACCESS, Identities, inbox_prefix, write_secret
+from deploy.identities import Identities, write_secret
+from services.harness.natsperms import ADMIN, READER, SERVICE_ACCESS, inbox_prefix
 from deploy.natsconf import CLUSTER_NODES, write_server_files
 from services.cli.common import ConfigOption, console, load, out
 

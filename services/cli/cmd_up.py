@@ -12,9 +12,9 @@ from services.cli.bus import nats_store_dir, run_file, write_run_file
 from services.cli.cmd_sandbox import build_with_progress
 from services.cli.common import ConfigOption, CredentialsOption, console, load, run
 from services.cli.registry import builders
-from services.harness.host import Host
+from services.harness.host import Host, embedded_host
 from services.runner.config import RunnerConfig
-from services.harness.natsauth import EmbeddedAuth
+from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats, free_port
 from services.harness.natscallout import sandbox_identities
 
@@ -35,19 +35,20 @@ def up(config: Path | None = ConfigOption, credentials: Path | None = Credential
         # The runner mints and the broker checks per-run model-proxy tokens; in one process a fresh key per
         # start is enough (separate processes share the one in credentials.yml).
         creds = creds.model_copy(update={"run_token_key": SecretStr(secrets.token_urlsafe(32))})
-    server = auth = None
-    urls = settings.nats.urls
-    if not urls:
-        # Clients authenticate: sandboxes reach this server too, each as a user confined to its own group.
-        auth = EmbeddedAuth(nats_store_dir(settings) / "auth.conf")
+    server = None
+    if settings.nats.urls:
+        host = Host(settings, creds, chosen, settings.nats.urls)
+    else:
+        # Clients authenticate: every service as its own least-privilege user, sandboxes each as a user of the
+        # separate SANDBOX account confined to its own group (services/harness/natsauth.py).
         server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always,
-                              auth=auth).start()
-        urls = [server.services_url]
-        write_run_file(settings, server.services_url)
+                              auth=EmbeddedAuth(nats_store_dir(settings) / "auth.conf")).start()
+        host = embedded_host(settings, creds, chosen, server)
+        write_run_file(settings, server.admin_url)
         console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})")
     console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
     try:
-        run(Host(settings, creds, chosen, urls, run_identities=auth).run_until_signalled())
+        run(host.run_until_signalled())
     finally:
         if server is not None:
             run_file(settings).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from projections.chat import group_by_folder
 from services.governance import commands, queries
 from services.governance.deps import GovernanceDeps
-from services.governance.errors import GovernanceError
+from services.governance.errors import GovernanceError, NotAuthorized
 from services.governance.policy import Requester, require_any_role
 from services.governance.task import GovTask
 from services.harness.natsauth import IPC_PREFIX
@@ -87,6 +87,8 @@ def _tool(fn: Tool) -> Callable[[Request, GovernanceDeps], Awaitable[Reply]]:
     async def handle(req: Request, deps: GovernanceDeps) -> Reply:
         try:
             return await fn(req, deps, _requester(req, deps))
+        except NotAuthorized as exc:  # the requester's roles do not allow it: a security decision, recorded
+            return Reply.refusal(str(exc))
         except GovernanceError as exc:
             return Reply.failure(str(exc))
     handle.__doc__ = fn.__doc__

@@ -6,20 +6,15 @@ inbox prefix), and to answer the runner's input requests (``allow_responses``). 
 neither read nor act as another group: the subject it publishes on *is* its identity (stack-notes §8;
 compare NanoClaw v1, where the IPC directory name was the identity, quirk 11).
 
-:class:`EmbeddedAuth` manages the embedded server's ``authorization`` block: the services user plus one user
-per live run, written to an included file and applied by a configuration reload (SIGHUP). Deployments with
-an external server (issue: containers) provide another :class:`RunIdentityIssuer`.
+Run users are minted by the server's auth callout, answered in-process (services/harness/natscallout.py), for
+the embedded server (services/harness/natsembedded.py) and an external one alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
+
 
 IPC_PREFIX = "nc.ipc"
 RUN_PREFIX = "nc.run"
@@ -56,60 +51,12 @@ def permissions(identity: RunIdentity) -> dict:
 
 
 class RunIdentityIssuer(Protocol):
+    """Issues and revokes per-run users: services/harness/natscallout.py (an external server's auth callout) and
+    services/harness/natsembedded.py (the embedded server, through the same callout)."""
+
     async def issue(self, run_id: str, group_folder: str) -> RunIdentity: ...
 
     async def revoke(self, run_id: str) -> None: ...
 
-
-class EmbeddedAuth:
-    """The embedded server's users: ``services`` (full access, for our own services and the CLI) and one
-    restricted user per live run.
-
-    Args:
-        path: the included file (``auth.conf`` beside the generated server configuration); mode 0600.
-        services_password: the services user's password.
-        reload: applies a rewritten file (the embedded server's SIGHUP); set once the server exists.
-    """
-
-    SERVICES_USER = "services"
-
-    def __init__(self, path: Path, services_password: str | None = None, reload: Callable[[], None] | None = None):
-        self.path = Path(path)
-        self.services_password = services_password or secrets.token_urlsafe(24)
-        self.reload = reload
-        self._runs: dict[str, RunIdentity] = {}
-        self._lock = asyncio.Lock()
-
-    def conf_text(self) -> str:
-        # JSON strings are valid NATS configuration strings, and quoting every value keeps a password or
-        # subject from being read as a number or a variable.
-        users = [{"user": self.SERVICES_USER, "password": self.services_password}]
-        users += [{"user": i.user, "password": i.password, "permissions": permissions(i)} for i in self._runs.values()]
-        body = "\n".join(f"    {json.dumps(u)}" for u in users)
-        return f"authorization {{\n  users: [\n{body}\n  ]\n}}\n"
-
-    def write(self) -> None:
-        """Write the file atomically (a reload never reads half a file)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.conf_text())
-        os.replace(tmp, self.path)
-
-    async def issue(self, run_id: str, group_folder: str) -> RunIdentity:
-        async with self._lock:
-            identity = run_identity(run_id, group_folder, secrets.token_urlsafe(24))
-            self._runs[run_id] = identity
-            self._apply()
-            return identity
-
-    async def revoke(self, run_id: str) -> None:
-        async with self._lock:
-            if self._runs.pop(run_id, None) is not None:
-                self._apply()
-
-    def _apply(self) -> None:
-        self.write()
-        if self.reload is not None:
-            self.reload()
+    async def close(self) -> None:
+        """Stop issuing (the host is stopping); a later :meth:`issue` starts again."""

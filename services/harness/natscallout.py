@@ -1,8 +1,8 @@
-"""Per-run sandbox identities on an external NATS server, through the server's auth callout.
+"""Per-run sandbox identities through the server's auth callout, for the embedded server
+(services/harness/natsembedded.py) and an external server or cluster alike.
 
-Why: in the embedded deployment the runner adds a user per run to the server's configuration and reloads it
-(``natsauth.EmbeddedAuth``). A separate NATS server (or a 3-node cluster) cannot be reconfigured by the
-runner, so the server asks instead: every connection by a user it does not know is sent, as a signed
+Why: a separate NATS server (or a 3-node cluster) cannot be reconfigured by the runner, and reloading the
+embedded one briefly takes JetStream away from the services' account; so the server asks instead: every connection by a user it does not know is sent, as a signed
 authorization request, to ``$SYS.REQ.USER.AUTH``; :class:`CalloutIssuer` (running inside the runner) answers
 with a user JWT for the run's user, bound to the ``SANDBOX`` account with exactly the embedded mode's
 permissions (:func:`services.harness.natsauth.permissions`), signed by the issuer account key the server
@@ -31,11 +31,11 @@ from nats.aio.client import Client
 from services.harness.config import Credentials, NatsSettings
 from services.harness.connect import connect_nats
 from services.harness.natsauth import RunIdentity, permissions, run_identity
+from services.harness.natsperms import SANDBOX_ACCOUNT
 
 log = logging.getLogger("nanoclaw.natscallout")
 
 AUTH_SUBJECT = "$SYS.REQ.USER.AUTH"
-SANDBOX_ACCOUNT = "SANDBOX"
 _HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 
 
@@ -102,6 +102,10 @@ class CalloutIssuer:
 
     async def revoke(self, run_id: str) -> None:
         self._runs.pop(run_identity(run_id, "x", "").user, None)
+
+    def live(self, run_id: str) -> RunIdentity | None:
+        """The identity issued to run ``run_id`` and not yet revoked."""
+        return self._runs.get(run_identity(run_id, "x", "").user)
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,8 +16,10 @@ import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
-from services.harness.natsauth import EmbeddedAuth
+from services.harness.natsembedded import EmbeddedAuth
+from services.harness.natsperms import ADMIN, SERVICES_ACCOUNT
 
 REPO_NATS_CONF = Path(__file__).resolve().parents[2] / "nats.conf"
 
@@ -48,6 +49,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def adopt_global_account_store(jetstream_dir: Path) -> None:
+    """Move a JetStream store written before accounts existed here (everything in the global account ``$G``)
+    to the services' account ``NC``, where the server now keeps it: nats-server stores each account's streams
+    under ``<store_dir>/jetstream/<account>``, and the stream files themselves do not name the account (moved
+    and re-read with the same messages, consumers and positions: tests/harness/test_natsserver.py).
+
+    Raises:
+        NatsServerError: both directories exist (the server would start on one and silently hide the other).
+    """
+    old, new = jetstream_dir / "$G", jetstream_dir / SERVICES_ACCOUNT
+    if not old.exists():
+        return
+    if new.exists():
+        raise NatsServerError(f"{jetstream_dir} holds streams of both the global account ($G) and {SERVICES_ACCOUNT}: "
+                              f"move or remove one of {old} and {new} by hand")
+    old.rename(new)
+
+
 @dataclass
 class EmbeddedNats:
     """A nats-server child process on loopback with JetStream under ``store_dir``.
@@ -57,8 +76,9 @@ class EmbeddedNats:
         port: client port (0 picks a free one).
         sync_always: ``sync_interval: always`` (fsync every write; see docs/architecture.md for the trade-off).
         extra_conf: more configuration text appended to the generated file.
-        auth: the users (services and per-run sandboxes, :class:`~services.harness.natsauth.EmbeddedAuth`);
-            None: no authentication (tests, and a temporary server of the CLI).
+        auth: the accounts and users (services, admin, per-run sandboxes through the auth callout:
+            :class:`~services.harness.natsembedded.EmbeddedAuth`); None: no authentication and everything in the
+            global account (tests only: a data directory's store is the services' account's).
     """
 
     store_dir: Path
@@ -102,8 +122,8 @@ class EmbeddedNats:
         store.mkdir(parents=True, exist_ok=True)
         conf = store / "nats-server.generated.conf"
         if self.auth is not None:
+            adopt_global_account_store(store / "jetstream")
             self.auth.path = store / "auth.conf"  # includes resolve relative to the including file
-            self.auth.reload = self.reload
             self.auth.write()
         conf.write_text(self.config_text())
         log_path = self.log_file or store / "nats-server.log"
@@ -120,23 +140,30 @@ class EmbeddedNats:
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2) as s:
                     if s.recv(4).startswith(b"INFO"):
+                        if self.auth is not None:
+                            self.auth.attach(self.url)
                         return self
             except OSError:
                 time.sleep(0.02)
         self.stop()
         raise NatsServerError(f"nats-server did not listen on {self.url} within {timeout}s (log {log_path})")
 
-    def reload(self) -> None:
-        """Apply a changed configuration (users) without a restart: nats-server reloads on SIGHUP."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGHUP)
+    def url_for(self, identity: str) -> str:
+        """The URL with identity ``identity``'s credentials (``admin`` for the CLI; a service's name for that
+        service); the plain URL when the server has no authentication.
 
-    @property
-    def services_url(self) -> str:
-        """The URL with the services user's credentials (for our own services and the CLI)."""
+        Raises:
+            KeyError: ``identity`` is not one of the server's identities.
+        """
         if self.auth is None:
             return self.url
-        return f"nats://{EmbeddedAuth.SERVICES_USER}:{self.auth.services_password}@{self.host}:{self.port}"
+        user, password, _ = self.auth.credentials(identity)
+        return f"nats://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The URL with the admin's credentials (the CLI, stream set-up)."""
+        return self.url_for(ADMIN)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), then kill after ``timeout`` s."""

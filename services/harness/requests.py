@@ -1,6 +1,8 @@
-"""Serve a service's NATS requests (the agents' IPC tools): decode JSON, call the handler, store its events,
-then reply. A bad request or a failing handler gets an error reply naming the problem; the service keeps
-running and nothing is half-written (events are stored before the reply says "ok")."""
+"""Serve a service's NATS requests (the agents' IPC tools): check the reply subject, decode JSON, call the
+handler, store its events, then reply. A bad request or a failing handler gets an error reply naming the
+problem; the service keeps running and nothing is half-written (events are stored before the reply says "ok").
+A reply subject that is not an inbox is refused before anything else (services/harness/replies.py), and so is
+what a handler refuses as not allowed; both are recorded as ``SandboxRequestRefused`` events."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from events.store.port import EventStore
 from events.tasks import cancel_and_wait
 from services.harness.logging import get_logger
 from services.harness.emit import append_emit
+from services.harness.natsauth import IPC_PREFIX
+from services.harness.refusals import record_refusal
+from services.harness.replies import Requester, reply_problem
 from services.harness.service import Reply, Request, Service
 
 
@@ -54,6 +59,10 @@ class RequestServer:
         await cancel_and_wait(list(self._inflight))
 
     async def _serve(self, msg: Msg, handler) -> None:
+        requester = Requester.of(msg.headers)
+        if (problem := reply_problem(msg.reply)) is not None:
+            # Not even an error answer: answering on that subject is exactly what must not happen.
+            return await self._record_refusal(msg, requester, "reply_subject", problem)
         request_id = (msg.headers or {}).get("Nc-Request-Id") or str(uuid.uuid4())
         try:
             data = json.loads(msg.data or b"{}")
@@ -64,7 +73,7 @@ class RequestServer:
         try:
             if self.service.readmodel is not None:
                 await self.service.readmodel.wait_for(await self.store.last_seq())
-            reply = await handler(Request(msg.subject, data, request_id), self.service.deps)
+            reply = await handler(Request(msg.subject, data, request_id, requester.run_id), self.service.deps)
             for i, emit in enumerate(reply.emits):
                 await append_emit(self.store, emit, source=self.service.name, msg_id=f"req:{request_id}:{self.service.name}:{i}")
             if reply.then is not None:
@@ -72,7 +81,17 @@ class RequestServer:
         except Exception as exc:  # noqa: BLE001 - the requester gets the error; the service keeps serving
             self.log.warning("request failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
             reply = Reply.failure(f"{self.service.name} could not handle the request: {type(exc).__name__}: {exc}")
+        if reply.refused:
+            await self._record_refusal(msg, requester, "ipc", reply.error or "refused")
         await self._respond(msg, reply)
+
+    async def _record_refusal(self, msg: Msg, requester: Requester, surface: str, reason: str) -> None:
+        tokens = msg.subject.split(".")
+        # nc.ipc.<folder>.<tool>: the folder token is the identity the server enforces for sandboxes.
+        folder, operation = (tokens[2], tokens[3]) if msg.subject.startswith(IPC_PREFIX + ".") and len(tokens) == 4 \
+            else ("", msg.subject)
+        await record_refusal(self.store, service=self.service.name, group_folder=folder, run_id=requester.run_id,
+                             surface=surface, operation=operation, reason=reason)
 
     async def _respond(self, msg: Msg, reply: Reply) -> None:
         if not reply.ok:

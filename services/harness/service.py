@@ -70,11 +70,13 @@ class Delivery:
 class Request:
     """One NATS request to a service (the agents' IPC tools). ``subject`` tokens carry the requester's
     identity (e.g. ``nc.ipc.<folder>.<tool>``: the server lets a run publish only under its own folder), so
-    handlers authorise from ``subject``, never from ``data``."""
+    handlers authorise from ``subject``, never from ``data``. ``run_id``: the sandbox run that asked, as the
+    server attests it (services/harness/replies.py); None for a client of the services' own account."""
 
     subject: str
     data: dict[str, Any]
     request_id: str
+    run_id: str | None = None
 
     def token(self, index: int) -> str:
         return self.subject.split(".")[index]
@@ -92,6 +94,9 @@ class Reply:
     error: str | None = None
     emits: Sequence[Emit] = ()
     then: "Callable[[], Awaitable[Reply]] | None" = None  # awaited after the emits are stored (e.g. a receipt)
+    refused: bool = False
+    """A security decision (the requester may not do this), not a bad argument: the harness records it as a
+    ``SandboxRequestRefused`` event besides answering with ``error``."""
 
     @classmethod
     def success(cls, result: Any, *emits: Emit | None) -> "Reply":
@@ -99,7 +104,14 @@ class Reply:
 
     @classmethod
     def failure(cls, error: str) -> "Reply":
+        """A request that cannot be done as asked (bad or missing arguments, unknown task): an error answer only."""
         return cls(False, None, error)
+
+    @classmethod
+    def refusal(cls, error: str) -> "Reply":
+        """A request the requester is not allowed to make (another group's chat or task, a main-only tool): an
+        error answer and a ``SandboxRequestRefused`` event (an audit trail of denied operations)."""
+        return cls(False, None, error, refused=True)
 
     def body(self) -> dict[str, Any]:
         return {"ok": True, "result": self.result} if self.ok else {"ok": False, "error": self.error}

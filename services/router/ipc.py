@@ -64,7 +64,7 @@ async def send_message(req: Request, deps: RouterDeps) -> Reply:
     except ValueError as exc:
         return Reply.failure(str(exc))
     if target != me.jid and not me.is_main:
-        return Reply.failure(f"group {me.folder!r} may only send to its own chat ({me.jid}); only the main group "
+        return Reply.refusal(f"group {me.folder!r} may only send to its own chat ({me.jid}); only the main group "
                              "may message other chats")
     text = outbound_text(raw)
     if text is None:
@@ -102,7 +102,7 @@ async def register_group(req: Request, deps: RouterDeps) -> Reply:
     if me is None:
         return Reply.failure(f"no registered group has folder {req.token(2)!r}")
     if not me.is_main:
-        return Reply.failure("Only the main group can register new groups.")
+        return Reply.refusal("Only the main group can register new groups.")
     try:
         jid, name, folder = (_text(req.data, k) for k in ("jid", "name", "folder"))
         trigger = _text(req.data, "trigger", required=False) or default_trigger(deps.assistant_name)

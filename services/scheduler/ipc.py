@@ -42,7 +42,7 @@ async def schedule_task(req: Request, deps: SchedulerDeps) -> Reply:
         return _unknown(req)
     target_jid = req.data.get("target_group_jid") or me.jid
     if target_jid != me.jid and not me.is_main:
-        return Reply.failure(f"group {me.folder!r} may only schedule tasks for its own chat ({me.jid}); only the "
+        return Reply.refusal(f"group {me.folder!r} may only schedule tasks for its own chat ({me.jid}); only the "
                              "main group may schedule for other groups")
     target = group_by_jid(deps.readmodel, target_jid) if isinstance(target_jid, str) else None
     if target is None:
@@ -79,7 +79,7 @@ async def _change(req: Request, deps: SchedulerDeps, verb: str, apply) -> Reply:
     if task is None or task.status == "cancelled":
         return Reply.failure(f"no task {task_id!r}")
     if task.group_folder != me.folder and not me.is_main:
-        return Reply.failure(f"task {task_id} belongs to group {task.group_folder!r}; only the main group may "
+        return Reply.refusal(f"task {task_id} belongs to group {task.group_folder!r}; only the main group may "
                              "change other groups' tasks")
     try:
         apply(task, me)

@@ -13,7 +13,8 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 
-from deploy.identities import Identities, inbox_prefix
+from deploy.identities import Identities
+from services.harness.natsperms import inbox_prefix
 from deploy.natsconf import KEY_ENV, ServerOptions, accounts_conf, server_conf
 from services.harness.config import Credentials, NatsCredentials
 from services.harness.natsserver import find_nats_server, free_port

@@ -23,7 +23,8 @@ import yaml
 from nats.js import api
 from nats.js.errors import APIError
 
-from deploy.identities import SERVICE_ACCESS, Identities, inbox_prefix, permissions_for
+from deploy.identities import Identities
+from services.harness.natsperms import SERVICE_ACCESS, inbox_prefix, permissions_for
 from events.catalogue import all_event_types, payload_class
 from events.catalogue.broker import ModelRequestRefused, ModelUsageRecorded
 from events.catalogue.chat import MessageReceived, OutboundMessageRequested

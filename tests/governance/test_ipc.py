@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.bus import events_of
 from tests.governance.helpers import (DEV, DEVSEC, MAIN, NOBODY, SEC, ask, events_of_task, governance, move, ok,
                                       refused, register_groups)
 
@@ -31,6 +32,9 @@ async def test_an_unregistered_folder_or_a_group_without_a_role_is_refused(nc, j
     async with governance(nc, js_store, tmp_path, **MANUAL):
         assert refused(await ask(nc, "ghost", "gov_list"), "no registered group has folder 'ghost'")
         assert refused(await ask(nc, NOBODY, "gov_list"), "group:no-role (roles: none) holds no governance role")
+    # Only the missing role is a security refusal (an audit record); an unknown folder is an error answer.
+    [refusal] = await events_of(js_store, "SandboxRequestRefused")
+    assert (refusal.service, refusal.group_folder, refusal.operation) == ("governance", NOBODY, "gov_list")
 
 
 async def test_identity_is_the_subject_folder_never_the_payload(nc, js_store, tmp_path):

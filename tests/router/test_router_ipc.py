@@ -16,7 +16,7 @@ from services.harness.runner import append_emit
 from services.harness.service import Emit
 from services.router.groups import RegisteredGroup
 from services.router.service import build
-from tests.bus import ask as bus_ask, context, events_of, refused, repo, running, settings
+from tests.bus import ask as bus_ask, context, events_of, refused, refusals_since, repo, running, settings
 from tests.support import eventually, has_at_least
 
 MAIN, OTHER, THIRD = "main@g.us", "other@g.us", "third@g.us"
@@ -96,13 +96,14 @@ async def test_a_non_main_group_may_message_its_own_chat_named_or_by_default(js_
         (OTHER, "named", "other-group"), (OTHER, "by default", "other-group")]
 
 
-async def test_a_non_main_group_may_not_message_another_registered_chat_and_nothing_is_stored(js_store, nc, tmp_path):
+async def test_a_non_main_group_may_not_message_another_registered_chat_and_only_the_refusal_is_stored(js_store, nc, tmp_path):
     await v1_groups(js_store)
     async with router(nc, js_store, tmp_path):
         before = await js_store.last_seq()
         to_main = await ask(nc, "other-group", "send_message", {"text": "psst", "chat_jid": MAIN})
         to_third = await ask(nc, "other-group", "send_message", {"text": "psst", "chat_jid": THIRD})
-        assert await js_store.last_seq() == before
+        assert [(r.group_folder, r.operation, r.surface) for r in await refusals_since(js_store, before)] == \
+            [("other-group", "send_message", "ipc")] * 2
     assert refused(to_main, "other-group", "only the main group")
     assert refused(to_third, "may only send to its own chat")
     assert await outbound(js_store) == []
@@ -113,7 +114,7 @@ async def test_a_non_main_group_may_not_message_an_unregistered_jid(js_store, nc
     async with router(nc, js_store, tmp_path):
         before = await js_store.last_seq()
         reply = await ask(nc, "third-group", "send_message", {"text": "spam", "chat_jid": UNREGISTERED})
-        assert await js_store.last_seq() == before
+        assert len(await refusals_since(js_store, before)) == 1
     assert refused(reply, "third-group", "may only send to its own chat")
 
 
@@ -245,14 +246,16 @@ async def test_a_waiting_send_does_not_hold_up_other_requests(js_store, nc, tmp_
 # --- register_group (§11.3, ipc-auth register_group) ---------------------------------------------------------
 
 
-async def test_a_non_main_group_cannot_register_groups_and_nothing_is_stored(js_store, nc, tmp_path):
+async def test_a_non_main_group_cannot_register_groups_and_only_the_refusal_is_stored(js_store, nc, tmp_path):
     await v1_groups(js_store)
     async with router(nc, js_store, tmp_path):
         before = await js_store.last_seq()
         reply = await ask(nc, "other-group", "register_group",
                           {"jid": "new@g.us", "name": "New", "folder": "new-group", "trigger": "@Andy"})
-        assert await js_store.last_seq() == before
+        [refusal] = await refusals_since(js_store, before)
     assert reply == {"ok": False, "error": "Only the main group can register new groups."}
+    assert (refusal.service, refusal.group_folder, refusal.operation, refusal.reason) == \
+        ("router", "other-group", "register_group", "Only the main group can register new groups.")
 
 
 async def test_main_cannot_register_a_folder_that_escapes_the_groups_directory(js_store, nc, tmp_path):

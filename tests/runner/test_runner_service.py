@@ -18,7 +18,7 @@ from events.store.jetstream import JetStreamEventStore
 from events.store.streams import StreamSettings, ensure_streams
 from services.harness.config import Credentials
 from services.harness.emit import append_emit
-from services.harness.natsauth import EmbeddedAuth
+from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats
 from services.harness.service import Emit
 from services.runner import service as runner_service
@@ -79,7 +79,7 @@ def build_with(script):
 
 
 async def bus(server, tmp_path, **runner):
-    nc = await nats.connect(server.services_url)
+    nc = await nats.connect(server.admin_url)
     await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_s=60))
     store = JetStreamEventStore(nc)
     s = settings(tmp_path, runner={"backend": "process", "idle_timeout_ms": 60_000, **runner})

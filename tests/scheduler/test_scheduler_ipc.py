@@ -91,8 +91,12 @@ async def test_pause_resume_and_cancel_follow_the_v1_matrix(system, actor, owner
     reply = await system.tool(actor, tool, task_id=task_id)
     assert reply["ok"] is allowed, reply
     assert (await task(system, task_id)).status == (status_after if allowed else before)
+    refusals = await events_of(system.store, "SandboxRequestRefused")
     if not allowed:
         assert "only the main group" in reply["error"]
+        assert [(r.service, r.group_folder, r.operation) for r in refusals] == [("scheduler", actor, tool)]
+    else:
+        assert refusals == []
 
 
 async def test_update_changes_a_task_and_recomputes_its_next_run(system):
