@@ -5,8 +5,9 @@ It answers ``POST /v1/messages`` with the SSE event sequence the CLI expects, ``
 (stack-notes §2.6, §2.10). Replies are scripted: each request pops the next step, or asks ``script(body)``.
 
 A step is ``("text", "Hello")`` or ``("tool_use", "mcp__nc__send_message", {"text": "hi"})``. When the script
-runs out, the stub answers ``("text", "ok")``. Every request is recorded (path, headers, JSON body) so tests
-can assert on what reached the upstream, e.g. the injected API key.
+runs out, the stub answers ``("text", "ok")``. Every POST is recorded (path, headers, JSON body) so tests
+can assert on what reached the upstream, e.g. the injected API key; ``seen`` lists every request line of any
+method (``("HEAD", "/api/hello")``), for asserting that nothing at all arrived.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class StubAnthropic:
     host: str = "127.0.0.1"
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 10, "output_tokens": 7})
     requests: list[Recorded] = field(default_factory=list)
+    seen: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -78,6 +80,13 @@ class StubAnthropic:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def parse_request(self) -> bool:
+                # Every method passes here, including those without a do_* handler (answered 501).
+                parsed = super().parse_request()
+                if parsed:
+                    stub.seen.append((self.command, self.path))
+                return parsed
 
             def do_HEAD(self) -> None:
                 self.send_response(200)

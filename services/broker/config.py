@@ -19,6 +19,9 @@ class ModelProxyConfig(_Section):
             has no limit. A call is refused once the group's recorded spend is at or above its limit.
         request_timeout_s: longest wait to connect upstream and longest silence between two received chunks
             (not a limit on a whole streamed response, which may legitimately run for minutes).
+        refusals_recorded_per_minute: how many refused requests per run are recorded as
+            ``SandboxRequestRefused`` events, in a burst and per minute after it; more are still refused, only
+            not recorded (so a run cannot flood the event log); the next recorded one says how many were skipped.
     """
 
     host: str = "127.0.0.1"
@@ -26,6 +29,7 @@ class ModelProxyConfig(_Section):
     upstream_url: str = "https://api.anthropic.com"
     budgets_usd: dict[str, float] = Field(default_factory=dict)
     request_timeout_s: float = Field(600.0, gt=0, description="the Claude CLI's own request timeout is 600 s")
+    refusals_recorded_per_minute: int = Field(10, ge=1)
 
     @field_validator("upstream_url")
     @classmethod

@@ -3,19 +3,28 @@
 A sandboxed agent calls ``http://<host>:<port>/v1/…`` with its per-run token as the API key (the Claude CLI
 sends ``ANTHROPIC_API_KEY`` as ``x-api-key``; ``Authorization: Bearer`` is accepted too). The proxy
 
-1. checks the token (:mod:`services.harness.run_token`): bad, forged or expired → 401, nothing goes upstream;
-2. checks the group's budget (Messages calls only): spent ≥ budget → 402 ``billing_error`` and a
+1. checks the token (:mod:`services.harness.run_token`): missing, bad, forged or expired → 401, nothing goes
+   upstream and nothing is recorded (so nobody without a token can write to the event log);
+2. forwards only ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``, matched on the method and the
+   raw path (:mod:`services.broker.proxy_policy`; the query, e.g. ``?beta=true``, passes). Anything else →
+   403 ``permission_error`` naming the allowed endpoints, nothing upstream, and a ``SandboxRequestRefused``
+   event (surface ``model_proxy``; at most ``refusals_recorded_per_minute`` per run, the rest only logged).
+   403 because the Anthropic clients do not retry it (they retry 408, 409, 429 and 5xx), and
+   ``x-should-retry: false`` says so to any client that reads it;
+3. checks the group's budget (Messages calls only): spent ≥ budget → 402 ``billing_error`` and a
    ``ModelRequestRefused`` event. 402 rather than 429 because the Anthropic clients retry 429 (and 5xx) with
    back-off but not 402, so the run fails at once with the message instead of retrying into the same refusal;
-3. swaps the token for the real credential: ``x-api-key: <anthropic_api_key>``, or, when only
+4. swaps the token for the real credential: ``x-api-key: <anthropic_api_key>``, or, when only
    ``claude_code_oauth_token`` is configured, ``Authorization: Bearer <token>`` plus the ``oauth-2025-04-20``
    beta merged into ``anthropic-beta`` (what the Claude CLI sends when logged in with OAuth; the API rejects
    OAuth bearer tokens for most models without it). No credential → 503 naming the credentials.yml keys;
-4. forwards method, path, query, body and headers, and streams the response back chunk by chunk as it
-   arrives (SSE is never buffered), metering ``usage`` on the way (:mod:`services.broker.usage`);
-5. records a ``ModelUsageRecorded`` event (aggregate: the group folder) for each Messages call with the
-   tokens and the cost from :mod:`services.broker.pricing`, after the last chunk and before ending the response
-   (so a client's next call is checked against it); a call cut off mid-stream is recorded with what it used.
+5. forwards method, the allowlisted path, query, body and headers, and streams the response back chunk by chunk
+   as it arrives (SSE is never buffered), metering ``usage`` on the way (:mod:`services.broker.usage`);
+6. records a ``ModelUsageRecorded`` event (aggregate: the group folder) for **every** forwarded call, with its
+   ``endpoint``: a Messages call with the tokens and the cost from :mod:`services.broker.pricing`, a
+   ``count_tokens`` call with zero tokens and cost (it is free upstream). Recorded after the last chunk and
+   before ending the response (so a client's next call is checked against it); a call cut off mid-stream is
+   recorded with what it used.
 
 Errors the proxy makes itself use Anthropic's shape: ``{"type": "error", "error": {"type", "message"}}``.
 Neither the token nor the real credential is ever logged, recorded or echoed.
@@ -47,9 +56,11 @@ from projections.readmodel import LocalReadModel, ReadModelTimeout
 from projections.usage import spent_usd
 from services.broker.config import ModelProxyConfig
 from services.broker.pricing import cost_usd
+from services.broker.proxy_policy import ALLOWED_TEXT, RefusalThrottle, Target, forwarded_endpoint
 from services.broker.usage import Usage, UsageMeter
 from services.harness.run_token import InvalidRunToken, RunClaims, verify
 from services.harness.emit import append_emit
+from services.harness.refusals import record_refusal
 from services.harness.service import Emit
 
 log = logging.getLogger("nanoclaw.broker.model_proxy")
@@ -108,15 +119,21 @@ class ModelProxy:
                  store: EventStore, readmodel: LocalReadModel, clock: Callable[[], float] = time.time):
         self.config, self._key, self._credential = config, token_key, credential
         self.store, self.readmodel, self.clock = store, readmodel, clock
+        self._throttle = RefusalThrottle(config.refusals_recorded_per_minute)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
     # ---- server ------------------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        return app
+        # No routes: every request goes to _handle through this middleware, including targets aiohttp's router
+        # would answer itself with a plain-text 404 (``OPTIONS *``, ``CONNECT host:443``), so each one gets the
+        # token check, the allowlist and an Anthropic-shaped answer.
+        @web.middleware
+        async def every_request(request: web.Request, handler) -> web.StreamResponse:  # noqa: ARG001
+            return await self._handle(request)
+
+        return web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[every_request])
 
     async def serve(self) -> None:
         t = self.config.request_timeout_s
@@ -139,30 +156,51 @@ class ModelProxy:
 
     # ---- one call ----------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if not request.path.startswith("/v1/"):
-            return _error(404, "not_found_error", f"the model proxy serves /v1/… only, not {request.path}")
+        target = Target.of(request.raw_path)
         token = presented_token(request.headers)
         if token is None:
             return _error(401, "authentication_error", "no run token: send it as x-api-key or Authorization: Bearer")
         try:
             claims = verify(self._key, token, self.clock())
         except InvalidRunToken as exc:
-            log.warning("refused %s %s: invalid run token (%s)", request.method, request.path, exc.reason)
+            log.warning("refused %s %s: invalid run token (%s)", request.method, target.shown, exc.reason)
             return _error(401, "authentication_error", f"invalid run token ({exc.reason})")
+        endpoint = forwarded_endpoint(request.method, target)
+        if endpoint is None:  # checked before the body is read: a refused upload is never taken in
+            return await self._refuse(claims, request.method, target)
         if self._credential is None:
             log.error("refused a call of run %s: %s", claims.run_id, NO_CREDENTIAL)
             return _error(503, "api_error", NO_CREDENTIAL)
-        billable = request.method == "POST" and is_messages_call(request.path)
-        if billable and (refusal := await self._check_budget(claims)) is not None:
+        if endpoint == "messages" and (refusal := await self._check_budget(claims)) is not None:
             return refusal
         body = await request.read()
-        return await self._forward(request, body, claims, billable)
+        return await self._forward(request, target, body, claims, endpoint)
 
-    async def _forward(self, request: web.Request, body: bytes, claims: RunClaims, billable: bool) -> web.StreamResponse:
+    async def _refuse(self, claims: RunClaims, method: str, target: Target) -> web.Response:
+        """403 for an endpoint outside the allowlist, recorded as ``SandboxRequestRefused`` unless the run has
+        used up its recorded refusals for now (then only counted; the next recorded one says how many)."""
+        operation = f"{method} {target.shown}"
+        reason = f"the model proxy forwards only {ALLOWED_TEXT}; it refused {operation}"
+        skipped = self._throttle.admit(claims.run_id)
+        if skipped is None:
+            log.debug("refusal of %s for run %s not recorded (rate limit)", operation, claims.run_id)
+        else:
+            note = f" ({skipped} more refusals of this run were not recorded: rate limit)" if skipped else ""
+            await record_refusal(self.store, service="broker", group_folder=claims.group_folder,
+                                 run_id=claims.run_id, surface="model_proxy", operation=operation,
+                                 reason=reason + note)
+        response = _error(403, "permission_error", reason)
+        response.headers["x-should-retry"] = "false"
+        return response
+
+    async def _forward(self, request: web.Request, target: Target, body: bytes, claims: RunClaims,
+                       endpoint: str) -> web.StreamResponse:
         assert self._session is not None and self._credential is not None
         headers = forward_headers(request.headers)
         self._credential.apply(headers)
-        url = URL(self.config.upstream_url + request.raw_path, encoded=True)
+        # target.path is exactly an allowlisted path here (forwarded_endpoint), so the URL cannot name another.
+        query = f"?{target.query}" if target.query else ""
+        url = URL(self.config.upstream_url + target.path + query, encoded=True)
         try:
             upstream = await self._session.request(request.method, url, headers=headers, data=body,
                                                    allow_redirects=False)
@@ -182,8 +220,7 @@ class ModelProxy:
             completed = True
             upstream.release()
             # Recorded before the response ends, so a client's next call (budget check) always counts this one.
-            if billable:
-                await self._record_usage(claims, upstream.status, meter.finish(), _requested_model(body))
+            await self._record_usage(claims, endpoint, upstream.status, meter.finish(), _requested_model(body))
             await response.write_eof()
         except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # Headers are gone already: all that is left is to stop; the client sees a cut-off stream.
@@ -191,8 +228,8 @@ class ModelProxy:
         finally:
             if not completed:
                 upstream.close()  # drop the upstream connection, so generation (and its cost) stops
-                if billable:  # the tokens generated so far are still charged upstream
-                    await self._record_usage(claims, upstream.status, meter.finish(), _requested_model(body))
+                # The tokens generated so far are still charged upstream.
+                await self._record_usage(claims, endpoint, upstream.status, meter.finish(), _requested_model(body))
         return response
 
     # ---- ledger ------------------------------------------------------------------------------------------
@@ -217,13 +254,19 @@ class ModelProxy:
         await self._append(Emit.append(claims.group_folder, refused), f"refused:{claims.run_id}:{uuid.uuid4().hex}")
         return _error(402, "billing_error", reason)
 
-    async def _record_usage(self, claims: RunClaims, status: int, usage: Usage, requested: str | None) -> None:
+    async def _record_usage(self, claims: RunClaims, endpoint: str, status: int, usage: Usage,
+                            requested: str | None) -> None:
+        """``usage`` as metered from the response; for ``count_tokens`` it is zero whatever the body says (its
+        ``input_tokens`` is the count asked for, not tokens consumed)."""
         model = usage.model or requested or "unknown"
+        if endpoint != "messages":
+            usage = Usage()
         event = ModelUsageRecorded(
             run_id=claims.run_id, group_folder=claims.group_folder, model=model, status=status,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost_usd(model, usage))
+            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost_usd(model, usage),
+            endpoint=endpoint)
         await self._append(Emit.append(claims.group_folder, event), f"usage:{claims.run_id}:{uuid.uuid4().hex}")
 
     async def _append(self, emit: Emit, msg_id: str) -> None:
@@ -242,12 +285,6 @@ def presented_token(headers: Mapping[str, str]) -> str | None:
         return key
     scheme, _, value = headers.get("authorization", "").strip().partition(" ")
     return (value.strip() or None) if scheme.lower() == "bearer" else None
-
-
-def is_messages_call(path: str) -> bool:
-    """Calls that generate tokens: ``/v1/messages`` (not ``count_tokens``, which is free, nor batches, which
-    the proxy cannot price from their creation response)."""
-    return path.rstrip("/") == "/v1/messages"
 
 
 def forward_headers(incoming: Mapping[str, str]) -> CIMultiDict:

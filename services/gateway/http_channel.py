@@ -12,6 +12,7 @@ Chat JIDs of this channel are ``http:<chat>``; register one with ``nanoclaw grou
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import json
 import logging
@@ -99,7 +100,7 @@ class HttpChannel:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+        if self.token and not bearer_matches(request.headers.get("Authorization"), self.token):
             return _error(401, "missing or wrong bearer token", "Authorization")
         return await handler(request)
 
@@ -181,6 +182,15 @@ class HttpChannel:
 
     async def set_typing(self, chat_jid: str, composing: bool) -> None:
         return None  # HTTP has no typing indicator
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value is exactly ``Bearer <token>``. Compared in constant time
+    (``hmac.compare_digest`` on UTF-8 bytes), so the time to answer does not reveal how much of a guess was
+    right; a missing header never matches."""
+    if authorization is None:
+        return False
+    return hmac.compare_digest(authorization.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
 
 
 def _error(status: int, message: str, field: str | None) -> web.Response:

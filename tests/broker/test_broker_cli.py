@@ -39,3 +39,25 @@ async def test_the_claude_cli_runs_through_the_proxy_with_only_a_run_token(js_st
     assert (usage.run_id, usage.group_folder, usage.status) == ("run-cli", "family", 200)
     assert (usage.input_tokens, usage.output_tokens, usage.model) == (10, 7, seen.body["model"])
     assert usage.cost_usd == pytest.approx(result.total_cost_usd)  # our price table agrees with the CLI's
+
+
+async def test_the_cli_counting_tokens_through_the_proxy_is_forwarded_and_metered_as_free_calls(js_store, nc, tmp_path):
+    """``/context`` makes the CLI call ``count_tokens``, the one endpoint besides Messages it uses (issue 20)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with StubAnthropic() as stub:
+        async with broker(nc, js_store, tmp_path, stub.url) as proxy:
+            env = {
+                "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{proxy.port}", "ANTHROPIC_API_KEY": token("run-ctx", "family"),
+                "HOME": str(home), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+                "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
+                "ENABLE_TOOL_SEARCH": "false", "IS_SANDBOX": "1",
+            }
+            options = ClaudeAgentOptions(env=env, setting_sources=[], cwd=str(tmp_path), max_turns=1)
+            [m async for m in query(prompt="/context", options=options)]
+    counted = [path for method, path in stub.seen if path.startswith("/v1/messages/count_tokens")]
+    assert counted and all(method == "POST" for method, _ in stub.seen)
+    usage = await events_of(js_store, "ModelUsageRecorded")
+    assert sorted({u.endpoint for u in usage}) == ["count_tokens"] and len(usage) == len(counted)
+    assert all((u.run_id, u.input_tokens, u.cost_usd) == ("run-ctx", 0, 0.0) for u in usage)
+    assert await events_of(js_store, "SandboxRequestRefused") == []

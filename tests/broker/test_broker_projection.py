@@ -35,3 +35,20 @@ async def test_totals_add_up_per_group_and_a_rebuild_matches_the_live_tables(js_
     assert live.execute("SELECT count(*) FROM model_usage").fetchone() == (3,)
     checks = await verify(js_store, live_path, [UsageProjection()])
     assert {c.table for c in checks} == {"model_usage", "model_usage_totals"} and all(c.ok for c in checks)
+
+
+async def test_a_free_count_tokens_record_leaves_the_spend_and_tokens_as_they_were(js_store, tmp_path):
+    facts = [used("r1", "family", 0.25, input_tokens=100, output_tokens=10),
+             ModelUsageRecorded(run_id="r1", group_folder="family", model="claude-opus-5-5", status=200,
+                                endpoint="count_tokens")]
+    for i, fact in enumerate(facts):
+        await append_emit(js_store, Emit.append(fact.group_folder, fact), source="broker", msg_id=f"m{i}")
+    db = open_db(tmp_path / "live.db")
+    await ProjectionRunner(db, [UsageProjection()], js_store).catch_up()
+    assert spent_usd(db, "family") == pytest.approx(0.25)
+    assert db.execute("SELECT input_tokens, output_tokens FROM model_usage_totals").fetchone() == (100, 10)
+
+
+def test_a_usage_event_from_before_the_endpoint_field_reads_as_a_messages_call():
+    old = {"run_id": "r1", "group_folder": "family", "model": "claude-opus-5-5", "status": 200, "input_tokens": 3}
+    assert ModelUsageRecorded.model_validate(old).endpoint == "messages"

@@ -102,6 +102,7 @@ async def test_each_call_records_tokens_and_cost_in_the_store_and_the_projection
     recorded = await events_of(js_store, "ModelUsageRecorded")
     assert [(u.run_id, u.group_folder, u.model, u.status, u.input_tokens, u.output_tokens) for u in recorded] == [
         ("run-1", "family", MODEL, 200, 10, 7), ("run-2", "family", MODEL, 200, 10, 7)]
+    assert [u.endpoint for u in recorded] == ["messages", "messages"]
     assert recorded[0].cost_usd == pytest.approx(0.00018)  # Opus 5.5: $4 in / $20 out per MTok
     assert [(r["run_id"], r["input_tokens"], r["output_tokens"]) for r in rows] == [("run-1", 10, 7), ("run-2", 10, 7)]
     assert (total["calls"], total["input_tokens"], total["output_tokens"], total["refused"]) == (2, 20, 14, 0)
@@ -174,12 +175,20 @@ async def test_with_only_an_oauth_token_it_is_sent_as_bearer_with_the_oauth_beta
     assert seen["anthropic-beta"] == "claude-code-20250219,effort-2025-11-24,oauth-2025-04-20"
 
 
-async def test_count_tokens_passes_through_and_is_not_billed(js_store, nc, tmp_path):
+async def test_count_tokens_passes_through_unbilled_and_is_recorded_as_a_free_call(js_store, nc, tmp_path):
     with StubAnthropic() as stub:
         async with broker(nc, js_store, tmp_path, stub.url, budgets_usd={"family": 0}) as proxy:
             status, _, raw = await call(proxy, {"x-api-key": token()}, path="/v1/messages/count_tokens?beta=true")
-    assert (status, json.loads(raw)) == (200, {"input_tokens": 42})
-    assert await js_store.last_seq() == 0  # a zero budget refuses Messages calls only
+            messages, _, _ = await call(proxy, {"x-api-key": token()})  # a zero budget refuses Messages calls only
+            total = await totals(proxy, js_store, "family")
+    assert (status, json.loads(raw)) == (200, {"input_tokens": 42}) and messages == 402
+    [seen] = stub.requests
+    assert seen.path == "/v1/messages/count_tokens?beta=true" and seen.headers["x-api-key"] == REAL_KEY
+    [u] = await events_of(js_store, "ModelUsageRecorded")
+    assert (u.endpoint, u.run_id, u.group_folder, u.model, u.status) == ("count_tokens", "run-1", "family", MODEL, 200)
+    # The 42 is the count asked for, not tokens used: nothing is charged, so the spend stays 0.
+    assert (u.input_tokens, u.output_tokens, u.cost_usd) == (0, 0, 0.0)
+    assert (total["input_tokens"], total["cost_usd"], total["refused"]) == (0, 0.0, 1)
 
 
 @contextlib.asynccontextmanager
@@ -277,7 +286,7 @@ async def test_an_upstream_error_is_passed_on_and_recorded_with_the_requested_mo
     assert (u.status, u.model, u.input_tokens, u.cost_usd) == (529, MODEL, 0, 0.0)
 
 
-async def test_an_unreachable_upstream_gets_502_and_other_paths_404(js_store, nc, tmp_path):
+async def test_an_unreachable_upstream_gets_502(js_store, nc, tmp_path):
     async def nothing(request: web.Request) -> web.Response:
         return web.Response()
 
@@ -285,9 +294,7 @@ async def test_an_unreachable_upstream_gets_502_and_other_paths_404(js_store, nc
         pass  # the port is free again: nothing listens there
     async with broker(nc, js_store, tmp_path, url, request_timeout_s=5) as proxy:
         status, _, raw = await call(proxy, {"x-api-key": token()})
-        missing, _, raw404 = await call(proxy, {"x-api-key": token()}, path="/api/hello")
     assert status == 502 and json.loads(raw)["error"]["type"] == "api_error"
-    assert missing == 404 and json.loads(raw404)["error"]["type"] == "not_found_error"
 
 
 @pytest.mark.parametrize("key, match", [(None, "run_token_key is not set"), ("short", "shorter than 16 bytes")])
@@ -303,3 +310,99 @@ def test_an_unknown_broker_setting_is_refused(tmp_path):
     ctx = context(None, None, settings(tmp_path, broker={"model_proxy": {"prot": 1}}), creds())
     with pytest.raises(ValidationError, match="prot"):
         build_broker(ctx)
+
+
+# ---- only the agent's endpoints are forwarded (issue 20) ---------------------------------------------------
+ALLOWED = "POST /v1/messages and POST /v1/messages/count_tokens"
+
+
+async def raw_call(port: int, method: str, target: str, headers: dict, body: bytes = b"{}") -> tuple[int, dict, bytes]:
+    """One request with ``target`` sent byte for byte (an HTTP client would normalise ``..`` or ``//``):
+    status, headers (lower-cased names) and body of the answer (as framed on the wire)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"host": "proxy", "content-type": "application/json",
+                                                "content-length": str(len(body)), "connection": "close",
+                                                **headers}.items())
+    writer.write(f"{method} {target} HTTP/1.1\r\n{head}\r\n".encode() + body)
+    await writer.drain()
+    async with asyncio.timeout(20):  # a bound, not a speed claim
+        answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    raw_headers, _, payload = rest.partition(b"\r\n\r\n")
+    fields = dict(line.split(": ", 1) for line in raw_headers.decode().split("\r\n") if line)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in fields.items()}, payload
+
+
+async def refusals(store) -> list:
+    return await events_of(store, "SandboxRequestRefused")
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/v1/messages/batches"),
+    ("POST", "/v1/files"),
+    ("GET", "/v1/messages/batches/msgbatch_01/results"),
+    ("GET", "/v1/models"),
+    ("HEAD", "/api/hello"),
+    ("GET", "/v1/messages"),
+])
+async def test_an_endpoint_the_agent_does_not_use_is_refused_with_a_valid_token_recorded_and_never_sent_upstream(
+        js_store, nc, tmp_path, method, path):
+    with StubAnthropic() as stub:
+        async with broker(nc, js_store, tmp_path, stub.url) as proxy:
+            status, headers, body = await raw_call(proxy.port, method, f"{path}?beta=true",
+                                                   {"x-api-key": token("run-7", "family")})
+    assert status == 403 and headers["content-type"].startswith("application/json")
+    assert headers["x-should-retry"] == "false"  # and 403 is not among the statuses the Anthropic SDKs retry
+    if method != "HEAD":
+        assert json.loads(body) == {"type": "error", "error": {"type": "permission_error", "message":
+                         f"the model proxy forwards only {ALLOWED}; it refused {method} {path}"}}
+    assert stub.seen == []
+    [refused] = await refusals(js_store)
+    assert (refused.service, refused.surface, refused.group_folder, refused.run_id) == (
+        "broker", "model_proxy", "family", "run-7")
+    assert refused.operation == f"{method} {path}" and ALLOWED in refused.reason
+    assert await events_of(js_store, "ModelUsageRecorded") == []  # nothing was forwarded, so nothing to meter
+
+
+async def test_path_tricks_around_the_allowlist_are_refused_and_the_exact_paths_pass(js_store, nc, tmp_path):
+    tricks = ["/v1/messages/../files", "//v1/files", "/v1/messages%2F..%2Ffiles", "/v1/messages%2fbatches",
+              "/v1/messages/", "/v1/./messages", "/V1/MESSAGES", "/v1/messages/count_tokens/../batches",
+              "/v1/messages;batches", "/v1/messages#x", "http://127.0.0.1/v1/messages", "/v1/messages?a=1#/../files"]
+    key = {"x-api-key": token()}
+    with StubAnthropic() as stub:
+        async with broker(nc, js_store, tmp_path, stub.url, refusals_recorded_per_minute=100) as proxy:
+            answers = {t: (await raw_call(proxy.port, "POST", t, key))[0] for t in tricks}
+            star = (await raw_call(proxy.port, "OPTIONS", "*", key))[0]
+            assert stub.seen == []
+            exact = [(await raw_call(proxy.port, "POST", t, key, json.dumps(BODY).encode()))[0]
+                     for t in ("/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens?beta=true")]
+    assert answers == {t: 403 for t in tricks} and star == 403
+    assert exact == [200, 200, 200]
+    assert stub.seen == [("POST", "/v1/messages"), ("POST", "/v1/messages?beta=true"),
+                         ("POST", "/v1/messages/count_tokens?beta=true")]
+    assert [r.operation for r in await refusals(js_store)] == [
+        *[f"POST {t}" for t in tricks[:9]], "POST /v1/messages#…", "POST http://127.0.0.1/v1/messages",
+        "POST /v1/messages#…", "OPTIONS *"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "dummy"}, {"x-api-key": token(ttl_s=-1)}])
+async def test_without_a_valid_token_a_refused_endpoint_is_a_401_that_records_nothing(js_store, nc, tmp_path, headers):
+    with StubAnthropic() as stub:
+        async with broker(nc, js_store, tmp_path, stub.url) as proxy:
+            status, _, body = await raw_call(proxy.port, "POST", "/v1/files", headers)
+    assert status == 401 and json.loads(body)["error"]["type"] == "authentication_error"
+    assert stub.seen == [] and await js_store.last_seq() == 0  # nobody without a token can write to the log
+
+
+async def test_a_run_that_keeps_asking_is_refused_every_time_but_recorded_only_up_to_its_rate(js_store, nc, tmp_path):
+    with StubAnthropic() as stub:
+        async with broker(nc, js_store, tmp_path, stub.url, refusals_recorded_per_minute=3) as proxy:
+            flood = [(await raw_call(proxy.port, "POST", "/v1/files", {"x-api-key": token("run-1")}))[0]
+                     for _ in range(8)]
+            other = (await raw_call(proxy.port, "POST", "/v1/files", {"x-api-key": token("run-2")}))[0]
+            messages, _, _ = await call(proxy, {"x-api-key": token("run-1")})
+    assert flood == [403] * 8 and other == 403 and messages == 200  # the run itself is not blocked
+    # One more record every 20 s at 3 per minute: the 8 requests take far less, so 3 are recorded.
+    assert [r.run_id for r in await refusals(js_store)] == ["run-1"] * 3 + ["run-2"]
+    assert [(m, p.partition("?")[0]) for m, p in stub.seen] == [("POST", "/v1/messages")]

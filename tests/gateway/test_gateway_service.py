@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 
 import aiohttp
@@ -13,7 +14,7 @@ from events.catalogue.agent import AgentOutputProduced
 from events.catalogue.chat import OutboundMessageRequested
 from services.gateway.buffer import InboundBuffer
 from services.gateway.config import HttpConfig, WhatsAppConfig
-from services.gateway.http_channel import HttpChannel, WebhookError
+from services.gateway.http_channel import HttpChannel, WebhookError, bearer_matches
 from services.gateway.outbound import MAX_SEND_ATTEMPTS, OutboundDeps, on_outbound_requested
 from services.gateway.ports import ChannelDown
 from services.gateway.service import build as build_gateway
@@ -87,12 +88,32 @@ def test_an_exposed_webhook_without_a_token_refuses_to_start(tmp_path):
 
 async def test_with_a_token_requests_need_the_bearer_header(js_store, nc, tmp_path):
     ctx = context(nc, js_store, http_settings(tmp_path), Credentials(webhook_token="s3cret"))
+    wrong = [{}, *({"Authorization": v} for v in ("Bearer s3cre", "Bearer s3cret2", "bearer s3cret", "s3cret", "Bearer ",
+                                                  "Bearer sécret"))]
     async with running(build_gateway, ctx) as gw:
         await eventually(lambda: http_port(gw).port is not None)
         port = http_port(gw).port
-        assert (await post(port, {"chat": "c", "sender": "a", "text": "x"}))[0] == 401
+        refused = [await post(port, {"chat": "c", "sender": "a", "text": "x"}, headers) for headers in wrong]
         ok, _ = await post(port, {"chat": "c", "sender": "a", "text": "x"}, {"Authorization": "Bearer s3cret"})
-        assert ok == 202
+        await eventually(lambda: has_at_least(events_of(js_store, "MessageReceived"), 1))
+    assert refused == [(401, {"error": "missing or wrong bearer token", "field": "Authorization"})] * len(wrong)
+    assert ok == 202
+    [msg] = await events_of(js_store, "MessageReceived")  # only the right token got in
+    assert msg.text == "x"
+
+
+def test_the_bearer_token_is_compared_in_constant_time(monkeypatch):
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert bearer_matches("Bearer s3cret", "s3cret") and not bearer_matches("Bearer guess", "s3cret")
+    assert not bearer_matches(None, "s3cret")
+    assert compared == [(b"Bearer s3cret", b"Bearer s3cret"), (b"Bearer guess", b"Bearer s3cret")]
 
 
 async def test_a_webhook_chat_gets_its_reply_by_callback_and_by_long_poll(js_store, nc, tmp_path):
