@@ -119,7 +119,7 @@ class DockerBackend:
                                *([scope_label] if scope_label else [])]
         self._executor, self._client_factory, self._cli = executor, client_factory, docker_cli
         self._client: Any = None
-        self.engine: EngineSecurity | None = None  # read by ensure_available
+        self.engine: EngineSecurity | None = None  # set by ensure_available, from docker info
 
     async def _engine(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(client)`` in a thread; engine errors become SandboxUnavailable."""

@@ -74,7 +74,9 @@ def link_extras(spec: SandboxSpec, home: str | None) -> str:
     if home is None:
         root = SafeDir.open_root(tempfile.mkdtemp(prefix=f"{spec.name}-extra-"))
     else:
-        with SafeDir.open_root(Path(home).parent) as sessions, sessions.subdir(Path(home).name) as agent_home:
+        home_path = Path(home)
+        with SafeDir.open_root(home_path.parent, create=True) as sessions, \
+                sessions.subdir(home_path.name, create=True) as agent_home:
             agent_home.remove("workspace-extra")
             root = agent_home.subdir("workspace-extra", create=True)
     with root:
