@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IDLE_GRACE_MS = 30_000
 """v1 §19: the hard timeout is at least the idle timeout plus 30 s, so the graceful close always wins the race
@@ -72,6 +72,10 @@ class RunnerConfig(BaseModel):
         sandbox_endpoints: None (default): the runner owns ``network`` and relays NATS and the model proxy onto
             its gateway. Set (the compose deployment): the deployment owns ``network`` and joins NATS and the
             model proxy to it; sandboxes use these addresses directly (see :class:`SandboxEndpoints`).
+        runtime: the OCI runtime for sandboxes (``docker run --runtime``; docker backend only). None (default):
+            the engine's default (runc). ``runsc`` runs each sandbox on gVisor's user-space kernel when it is
+            installed; the runner refuses to start if the engine does not know the name. Behind the Docker API
+            proxy, also allow it there (``NANOCLAW_DOCKER_PROXY__RUNTIMES``, docs/deploy.md).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -93,6 +97,13 @@ class RunnerConfig(BaseModel):
     user: str = Field("1000:1000", pattern=r"^[0-9]+(:[0-9]+)?$")
     model_proxy_url: str = Field("http://127.0.0.1:8788", pattern=r"^https?://[^/]+/?$")
     sandbox_endpoints: SandboxEndpoints | None = None
+    runtime: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    @model_validator(mode="after")
+    def _runtime_is_dockers(self) -> "RunnerConfig":
+        if self.runtime is not None and self.backend != "docker":
+            raise ValueError(f"runtime is a docker setting; backend {self.backend!r} has none")
+        return self
 
     @field_validator("network_subnet")
     @classmethod

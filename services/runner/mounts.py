@@ -10,7 +10,12 @@
 Tightened against v1: no project-root mount, no ``store`` mount, no IPC or agent-runner-source mounts (IPC goes
 over NATS), and nothing of other groups or of the WhatsApp session for anyone, main included. Extra mounts may
 not overlap the data directory (it holds every group, the event store and the WhatsApp session) nor the
-allowlist file.
+allowlist file. Run logs are not in the group folder (v1: ``<folder>/logs``) but in ``<data>/logs/runs/<folder>``,
+which no sandbox can write.
+
+Everything below ``<groups>`` and ``<sessions>`` is the agent's to change, so the host opens it only through
+:mod:`services.harness.safepath` (no link followed, nothing but directories accepted; docs/agent-runs.md,
+"Threat model").
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.harness.safepath import SafeDir
 from services.runner.mount_allowlist import MountAllowlistLoader
 from services.runner.policy import HOME
 from services.runner.sandbox.base import Mount
@@ -44,17 +50,20 @@ def check_folder(folder: str) -> str:
 
 @dataclass(frozen=True)
 class RunnerPaths:
-    """Host directories. ``protected``: no extra mount may equal, contain or lie inside these."""
+    """Host directories. ``protected``: no extra mount may equal, contain or lie inside these. ``logs_dir``: where
+    run logs go (``<logs_dir>/<folder>/``; None: none are written)."""
 
     groups_dir: Path
     sessions_dir: Path
     protected: tuple[Path, ...] = ()
+    logs_dir: Path | None = None
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> "RunnerPaths":
-        """``<data>/groups`` and ``<data>/sessions``; the whole data dir is protected."""
+        """``<data>/groups``, ``<data>/sessions`` and ``<data>/logs/runs``; the whole data dir is protected."""
         data = Path(data_dir).absolute()
-        return cls(groups_dir=data / "groups", sessions_dir=data / "sessions", protected=(data,))
+        return cls(groups_dir=data / "groups", sessions_dir=data / "sessions", protected=(data,),
+                   logs_dir=data / "logs" / "runs")
 
     def group_dir(self, folder: str) -> Path:
         return Path(self.groups_dir).absolute() / check_folder(folder)
@@ -66,34 +75,56 @@ class RunnerPaths:
     def global_dir(self) -> Path:
         return Path(self.groups_dir).absolute() / "global"
 
+    def run_log_dir(self, folder: str) -> Path | None:
+        """``<logs_dir>/<folder>``: host-written, outside every tree a sandbox can write."""
+        return None if self.logs_dir is None else Path(self.logs_dir).absolute() / check_folder(folder)
 
-def prepare_dirs(folder: str, paths: RunnerPaths, owner: str | None = None) -> None:
-    """Create the group folder, its ``logs`` dir and the session ``.claude`` dir (mounts need existing sources).
 
-    ``owner``: the sandbox ``uid:gid`` (``runner.user``). When the runner is root, these directories (not their
-    contents) are handed to it, since a root-owned 0755 folder is read-only for the agent. A non-root runner
-    cannot chown: run it as the same uid as ``runner.user``.
+def prepare_dirs(folder: str, paths: RunnerPaths, owner: tuple[int, int] | None = None) -> None:
+    """Create the group folder and the session ``.claude`` dir if missing (mounts need existing sources).
+
+    ``owner``: the host ``(uid, gid)`` of the sandbox user. When the runner is root, these two directories (not
+    their contents) are handed to it, since a root-owned 0755 folder is read-only for the agent. A non-root
+    runner cannot chown: run it as that uid.
+
+    ``<groups>`` and ``<sessions>`` are the host's; every name below them is opened without following links and
+    chowned through its descriptor, so whatever an agent left there (a link to a host directory, a FIFO) is
+    refused, never created, written or chowned through.
+
+    Raises:
+        UnsafePath: ``<folder>``, ``<folder>/.claude`` or ``<sessions>/<folder>`` is not a real directory.
+        ValueError: an invalid folder name.
     """
-    dirs = [paths.group_dir(folder), paths.group_dir(folder) / "logs", paths.claude_dir(folder).parent,
-            paths.claude_dir(folder)]
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
-    if owner and os.geteuid() == 0:
-        uid, _, gid = owner.partition(":")
-        for d in dirs:
-            os.chown(d, int(uid), int(gid or uid))
+    check_folder(folder)
+    for root, rel in ((paths.groups_dir, folder), (paths.sessions_dir, f"{folder}/.claude")):
+        with SafeDir.open_root(root, create=True) as top, top.subdir(rel, create=True) as d:
+            if owner is not None and os.geteuid() == 0:
+                d.chown(*owner)
+
+
+def global_is_mountable(paths: RunnerPaths) -> bool:
+    """Whether ``<groups>/global`` is a real directory (a link there, even the operator's, is not mounted: the
+    engine would follow it at mount time)."""
+    try:
+        with SafeDir.open_root(paths.groups_dir) as groups:
+            found = groups.kind("global")
+    except FileNotFoundError:
+        return False
+    if found not in (None, "a directory"):
+        logger.warning("%s is %s, not a directory: not mounted", paths.global_dir(), found)
+    return found == "a directory"
 
 
 def build_mounts(folder: str, is_main: bool, container_config: dict[str, Any] | None, paths: RunnerPaths,
                  allowlist: MountAllowlistLoader) -> list[Mount]:
     """The mounts for one run (see the table above). Reads the filesystem only to check that the global dir
-    exists and to validate extra mounts (realpath). Rejected extra mounts are logged and skipped.
+    is a directory and to validate extra mounts (realpath). Rejected extra mounts are logged and skipped.
 
     Raises:
         ValueError: an invalid folder name.
     """
     mounts = [Mount(str(paths.group_dir(folder)), GROUP_DIR, read_only=False)]
-    if paths.global_dir().is_dir():
+    if global_is_mountable(paths):
         mounts.append(Mount(str(paths.global_dir()), GLOBAL_DIR, read_only=not is_main))
     mounts.append(Mount(str(paths.claude_dir(folder)), CLAUDE_DIR, read_only=False))
     requested = (container_config or {}).get("additionalMounts") or []

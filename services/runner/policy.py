@@ -15,7 +15,11 @@ What every agent container gets, and why:
   ``nanoclaw.group`` from the spec;
 - the internal network only: the sole host address it reaches is the network's gateway;
 - ``--log-driver=none``: the runner already streams stdout/stderr; the engine keeps no second copy of the
-  conversation on its disk.
+  conversation on its disk;
+- the engine's default seccomp profile, never switched off (no ``seccomp=unconfined``, no ``--privileged``: the
+  policy has no field that could say so), and no ``--userns=host`` (a remapping engine keeps remapping);
+- ``--runtime=<runner.runtime>`` only when configured (e.g. ``runsc``: gVisor's user-space kernel); the engine's
+  default otherwise.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class SandboxPolicy:
     tmpfs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({"/tmp": TMPFS_OPTIONS}))
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({ROLE_LABEL: AGENT_ROLE}))
     log_driver: str = "none"
+    runtime: str | None = None
 
     def __post_init__(self) -> None:
         if not self.read_only_root or self.cap_drop != ("ALL",) or not self.no_new_privileges:
@@ -72,4 +77,5 @@ def policy_from_config(config: RunnerConfig) -> SandboxPolicy:
     """The policy for ``config`` (its network, user and limits)."""
     limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit, tmp_size=config.tmp_size)
     labels = MappingProxyType({ROLE_LABEL: AGENT_ROLE, NETWORK_LABEL: config.network})
-    return SandboxPolicy(network=config.network, user=config.user, limits=limits, labels=labels)
+    return SandboxPolicy(network=config.network, user=config.user, limits=limits, labels=labels,
+                         runtime=config.runtime)

@@ -25,6 +25,8 @@ from events.store.port import EventStore
 from services.harness import run_token
 from services.harness.emit import append_emit
 from services.harness.natsauth import RunIdentity, RunIdentityIssuer
+from services.harness.refusals import record_refusal
+from services.harness.safepath import UnsafePath
 from services.harness.service import Emit
 from services.runner.config import RunnerConfig
 from services.runner.mount_allowlist import MountAllowlistLoader
@@ -94,15 +96,20 @@ class RunManager:
 
     async def start(self, d: RunDispatched, group: GroupInfo, session_id: str | None) -> None:
         """Start ``d`` unless it is running or finished here. Appends ``AgentRunStarted`` before any output;
-        a sandbox that cannot be spawned is a finished, failed run (v1 "Container spawn error")."""
+        a sandbox that cannot be spawned is a finished, failed run (v1 "Container spawn error"), and so is a run
+        whose host directories cannot be prepared safely (a ``host_path`` refusal is recorded)."""
         if self.endpoints is None:
             raise RuntimeError("the runner is not ready (its endpoints are resolved at start)")
         if d.run_id in self.active or d.run_id in self.finished:
             return  # a redelivered dispatch
-        prepare_dirs(d.group_folder, self.paths, owner=self.config.user if self.backend.kind != "process" else None)
-        mounts = build_mounts(d.group_folder, d.is_main, group.container_config, self.paths, self.allowlist)
-        identity = await self.issuer.issue(d.run_id, d.group_folder)
         name = container_name(d.group_folder, int(self.clock() * 1000))
+        try:
+            prepare_dirs(d.group_folder, self.paths, owner=self.backend.host_owner())
+            mounts = build_mounts(d.group_folder, d.is_main, group.container_config, self.paths, self.allowlist)
+        except (UnsafePath, OSError) as exc:
+            await self._unprepared(d, name, exc)
+            return
+        identity = await self.issuer.issue(d.run_id, d.group_folder)
         env = {"TZ": self.timezone}
         if self.backend.kind == "process":
             env["IS_SANDBOX"] = "1"  # trusted mode may run as root, where the CLI otherwise refuses bypass mode
@@ -111,12 +118,29 @@ class RunManager:
         run = ActiveRun(d, name, identity, resumed_session=session_id)
         self.active[d.run_id] = run
         hard_ms = self.config.hard_timeout_ms(group.container_config)
-        started = AgentRunStarted(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder, kind=d.kind,
-                                  turn_id=d.turn_ids[0] if d.turn_ids else None, task_id=d.task_id,
-                                  backend=self.backend.kind, container=name)
-        await self._append(d.run_id, started, "started")
+        await self._append(d.run_id, self._started(d, name), "started")
         payload = self._input(d, identity, session_id, hard_ms)
         run.task = asyncio.create_task(self._supervise(run, spec, payload, hard_ms), name=f"run-{d.run_id}")
+
+    def _started(self, d: RunDispatched, name: str) -> AgentRunStarted:
+        return AgentRunStarted(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder, kind=d.kind,
+                               turn_id=d.turn_ids[0] if d.turn_ids else None, task_id=d.task_id,
+                               backend=self.backend.kind, container=name)
+
+    async def _unprepared(self, d: RunDispatched, name: str, exc: Exception) -> None:
+        """The group's directories could not be prepared: the run fails at once with the reason (the queue's retry
+        and the router's roll-back apply as for any failed run) and nothing is started. Something the agent left
+        in its own tree that the host refuses to act through is also a ``host_path`` security refusal."""
+        error = f"cannot prepare the group's host directories: {exc}"
+        log.error("run %s: %s", d.run_id, error)
+        if isinstance(exc, UnsafePath):
+            await record_refusal(self.store, service="runner", group_folder=d.group_folder, run_id=d.run_id,
+                                 surface="host_path", operation=f"prepare {exc.path}", reason=str(exc))
+        await self._append(d.run_id, self._started(d, name), "started")
+        await self._append(d.run_id, AgentRunFinished(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder,
+                                                      status="failed", output_delivered=False, error=error[:2000],
+                                                      duration_ms=0), "finished")
+        self.finished.add(d.run_id)  # last: if an append failed, the redelivered dispatch tries again
 
     def _input(self, d: RunDispatched, identity: RunIdentity, session_id: str | None, hard_ms: int) -> bytes:
         assert self.endpoints is not None
@@ -134,7 +158,7 @@ class RunManager:
         try:
             outcome = await supervise(self.backend, spec, payload, on_output=lambda block: self._on_output(run, block),
                                       hard_timeout_ms=hard_ms, stop_grace_s=self.config.stop_grace_s,
-                                      log_dir=self.paths.group_dir(d.group_folder) / "logs",
+                                      log_dir=self.paths.run_log_dir(d.group_folder),
                                       max_output_bytes=self.config.max_output_bytes, group=d.group_folder,
                                       is_main=d.is_main)
             status, error, duration = outcome.status, outcome.error, outcome.duration_ms

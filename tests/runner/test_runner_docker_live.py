@@ -71,6 +71,8 @@ def spawn_many(n):
 status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines() if ':' in l)
 res['uid'], res['gid'] = os.getuid(), os.getgid()
 res['cap_eff'], res['no_new_privs'] = status['CapEff'].strip(), status['NoNewPrivs'].strip()
+res['seccomp'] = status['Seccomp'].strip()
+res['uid_map'] = open('/proc/self/uid_map').read().split()
 res['pid1'] = open('/proc/1/cmdline').read().split(chr(0))[0]
 res['write_root'] = attempt(lambda: write('/probe'))
 res['write_etc'] = attempt(lambda: write('/etc/probe'))
@@ -122,11 +124,16 @@ def config(network, base_image) -> RunnerConfig:
     return RunnerConfig(network=network[0], network_subnet=network[1], image=base_image)
 
 
-@pytest.fixture
-def backend(config: RunnerConfig) -> DockerBackend:
+def scoped(config: RunnerConfig) -> DockerBackend:
+    """A backend whose sandboxes carry this module's scope label (found and removed by it alone)."""
     policy = policy_from_config(config)
     policy = dataclasses.replace(policy, labels={**policy.labels, SCOPE.split("=")[0]: SCOPE.split("=")[1]})
     return DockerBackend(config, policy=policy, scope_label=SCOPE)
+
+
+@pytest.fixture
+def backend(config: RunnerConfig) -> DockerBackend:
+    return scoped(config)
 
 
 @pytest.fixture
@@ -141,12 +148,12 @@ def peer(docker_client, base_image):
         pass
 
 
-def dirs(tmp_path: Path) -> list[Mount]:
+def dirs(tmp_path: Path, owner: tuple[int, int]) -> list[Mount]:
     out = []
     for host, target, ro in (("group", "/workspace/group", False), ("global", "/workspace/global", True),
                              ("claude", "/home/agent/.claude", False)):
         (tmp_path / host).mkdir()
-        os.chown(tmp_path / host, 1000, 1000)  # the sandbox user must own its writable dirs
+        os.chown(tmp_path / host, *owner)  # the sandbox user must own its writable dirs (host ids: userns aware)
         out.append(Mount(str(tmp_path / host), target, read_only=ro))
     return out
 
@@ -162,6 +169,7 @@ async def host_can_reach(ip: str, port: int) -> bool:
 
 async def test_a_live_sandbox_is_locked_down_and_reaches_only_the_relay(backend, config, docker_client, peer,
                                                                         tmp_path: Path) -> None:
+    backend.policy = dataclasses.replace(backend.policy, runtime="runc")  # a named runtime the engine has
     await backend.ensure_available()
     gateway = gateway_ip(config)
     peer.reload()
@@ -178,7 +186,9 @@ async def test_a_live_sandbox_is_locked_down_and_reaches_only_the_relay(backend,
     relay = await TcpRelay(gateway, 0, "127.0.0.1", echo_port).start()
 
     name = unique("live_probe")
-    spec = SandboxSpec(name=name, image=config.image, mounts=dirs(tmp_path), env={"HOME": "/home/agent"},
+    owner = backend.host_owner()
+    assert owner is not None
+    spec = SandboxSpec(name=name, image=config.image, mounts=dirs(tmp_path, owner), env={"HOME": "/home/agent"},
                        labels={RUN_ID_LABEL: "run-live", GROUP_LABEL: "live_probe"},
                        command=["python3", "-c", PROBE])
     seen: dict[str, Any] = {}
@@ -205,6 +215,7 @@ async def test_a_live_sandbox_is_locked_down_and_reaches_only_the_relay(backend,
     assert host["NanoCpus"] == 1_000_000_000
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,mode=1777,size=64m"}
     assert host["Init"] is True and host["AutoRemove"] is True and host["LogConfig"]["Type"] == "none"
+    assert host["Runtime"] == "runc" and host["UsernsMode"] == "" and host["Privileged"] is False
     assert host["NetworkMode"] == config.network and seen["network"]["Internal"] is True
     assert seen["network"]["Options"] == {"com.docker.network.bridge.enable_icc": "false",
                                           "com.docker.network.bridge.name": bridge_interface(config)}
@@ -213,6 +224,14 @@ async def test_a_live_sandbox_is_locked_down_and_reaches_only_the_relay(backend,
     # Inside the sandbox.
     assert (probe["uid"], probe["gid"]) == (1000, 1000)
     assert probe["cap_eff"] == "0000000000000000" and probe["no_new_privs"] == "1"
+    # Docker's default seccomp profile is on (2: SECCOMP_MODE_FILTER); nothing in the argv or policy turns it off.
+    assert probe["seccomp"] == "2" and "name=seccomp" in " ".join(docker_client.info()["SecurityOptions"])
+    # User namespaces: with remapping, container uid 0 is the remap base on the host and the sandbox's files
+    # belong to base + 1000 (what the runner chowns to); without, ids are the host's. Asserted for this engine.
+    engine = backend.engine
+    assert engine is not None and engine.userns == ("name=userns" in docker_client.info()["SecurityOptions"])
+    assert probe["uid_map"][:2] == ["0", str(engine.userns_base[0] if engine.userns else 0)], probe["uid_map"]
+    assert (tmp_path / "group" / "probe.txt").stat().st_uid == owner[0] == engine.host_ids(1000, 1000)[0]
     assert probe["pid1"].endswith("docker-init")  # --init works on this engine
     for path in ("write_root", "write_etc", "write_home"):
         assert "Read-only file system" in probe[path], (path, probe[path])
@@ -329,6 +348,20 @@ async def test_a_provided_network_is_used_as_it_is_never_created_or_checked_for_
             await DockerBackend(config).ensure_available()
     finally:
         open_net.remove()
+
+
+async def test_a_runtime_is_used_when_the_engine_has_it_and_refused_at_start_when_not(config, docker_client) -> None:
+    # gVisor (runsc) is optional: on an engine without it the runner must refuse to start, naming it; with it, a
+    # sandbox runs on it. Asserted for whichever this engine is.
+    backend = scoped(config.model_copy(update={"runtime": "runsc"}))
+    if "runsc" not in docker_client.info()["Runtimes"]:
+        with pytest.raises(SandboxUnavailable, match="runner.runtime 'runsc' is not a runtime of this docker engine"):
+            await backend.ensure_available()
+        return
+    await backend.ensure_available()
+    spec = SandboxSpec(name=unique("live_runsc"), image=config.image, command=["python3", "-c", "print(1)"])
+    outcome = await supervise(backend, spec, b"{}", on_output=_ignore, hard_timeout_ms=120_000, log_dir=None)
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome
 
 
 def test_the_engine_is_reachable_for_these_tests(docker_client) -> None:

@@ -208,9 +208,11 @@ def test_rejections_are_logged_and_the_rest_still_mount(allowlist, caplog) -> No
 
 def test_prepare_dirs_hands_the_writable_dirs_to_the_sandbox_user_when_root(tmp_path: Path) -> None:
     paths = RunnerPaths.from_data_dir(tmp_path / "data")
-    prepare_dirs("family", paths, owner="1234:2345")
-    for d in (paths.group_dir("family"), paths.group_dir("family") / "logs", paths.claude_dir("family")):
+    prepare_dirs("family", paths, owner=(1234, 2345))
+    for d in (paths.group_dir("family"), paths.claude_dir("family")):
         assert d.is_dir()
         if os.geteuid() == 0:
             assert (d.stat().st_uid, d.stat().st_gid) == (1234, 2345)
+    assert paths.claude_dir("family").parent.stat().st_uid == os.geteuid()  # the session dir itself stays the host's
+    assert not (paths.group_dir("family") / "logs").exists()  # run logs live under <data>/logs/runs
     prepare_dirs("family", paths)  # idempotent, and no owner means no chown

@@ -16,7 +16,7 @@ from typing import Any
 from services.runner.config import RunnerConfig
 from services.runner.sandbox.base import (AGENT_ROLE, ROLE_LABEL, RUNTIME_REQUIRED, CommandExecutor, ExecProcess,
                                           SandboxError, SandboxSpec, SandboxUnavailable, exec_command, stop_then_kill,
-                                          spawn)
+                                          spawn, user_ids)
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,10 @@ class AppleContainerBackend:
 
     async def run(self, spec: SandboxSpec) -> ExecProcess:
         return await spawn(spec.name, apple_argv(spec, self._cli))
+
+    def host_owner(self) -> tuple[int, int] | None:
+        """``runner.user`` as it is (the VM shares no user namespace with the host to shift it)."""
+        return user_ids(self.config.user) if self.config else None
 
     async def stop(self, name: str, grace_s: float) -> None:
         """``container stop -t <grace> <name>``, then ``container kill <name>`` if that failed."""

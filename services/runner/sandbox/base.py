@@ -52,6 +52,12 @@ def container_name(folder: str, now_ms: int) -> str:
     return f"nanoclaw-{re.sub(r'[^A-Za-z0-9-]', '-', folder)}-{now_ms}"
 
 
+def user_ids(user: str) -> tuple[int, int]:
+    """``"1000:1000"`` → ``(1000, 1000)``; ``"1000"`` → ``(1000, 1000)`` (the group defaults to the uid)."""
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
+
+
 def check_name(name: str) -> str:
     """Return ``name`` if it is a safe sandbox name, else raise ``ValueError("Invalid container name: …")``."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -178,6 +184,10 @@ class SandboxBackend(Protocol):
 
     async def remove_orphans(self) -> list[str]:
         """Stop sandboxes left by an earlier runner; returns the names stopped. Failures are warnings."""
+
+    def host_owner(self) -> tuple[int, int] | None:
+        """The host ``(uid, gid)`` the sandbox user's files belong to, to which the runner hands the group's
+        writable directories; None: hand them to no one (the agent runs as the runner's own user)."""
 
 
 class ExecProcess:

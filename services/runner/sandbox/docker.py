@@ -26,7 +26,8 @@ from services.runner.config import RunnerConfig
 from services.runner.policy import NETWORK_LABEL, SandboxPolicy, policy_from_config
 from services.runner.sandbox.base import (AGENT_LABEL_FILTER, RUNTIME_REQUIRED, CommandExecutor, ExecProcess,
                                           SandboxSpec, SandboxUnavailable, exec_command, stop_then_kill,
-                                          spawn)
+                                          spawn, user_ids)
+from services.runner.sandbox.engine import EngineSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def docker_argv(spec: SandboxSpec, policy: SandboxPolicy, docker_cli: str = "doc
              f"--cpus={limits.cpus:g}"]
     argv += [f"--tmpfs={target}:{policy.tmpfs_options(target)}" for target in policy.tmpfs]
     argv += ["--init"] if policy.init else []
+    argv += [f"--runtime={policy.runtime}"] if policy.runtime else []
     argv += [f"--network={policy.network}", f"--log-driver={policy.log_driver}"]
     labels = {**spec.labels, **policy.labels}  # the policy's role label always wins
     for key in sorted(labels):
@@ -117,6 +119,7 @@ class DockerBackend:
                                *([scope_label] if scope_label else [])]
         self._executor, self._client_factory, self._cli = executor, client_factory, docker_cli
         self._client: Any = None
+        self.engine: EngineSecurity | None = None  # set by ensure_available, from docker info
 
     async def _engine(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(client)`` in a thread; engine errors become SandboxUnavailable."""
@@ -130,11 +133,13 @@ class DockerBackend:
             raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: {exc}") from exc
 
     async def ensure_available(self) -> None:
-        """Ping the engine, check the CLI and the init binary, create the internal network, and warn if the
-        image is missing (runs then fail with exit 125 until it is built; nothing is ever pulled).
+        """Ping the engine, check the CLI, the init binary and the engine's security layers (seccomp, user
+        namespaces, the configured runtime), create the internal network, and warn if the image is missing (runs
+        then fail with exit 125 until it is built; nothing is ever pulled).
 
         Raises:
-            SandboxUnavailable: ``"Container runtime is required but failed to start: <cause>"``.
+            SandboxUnavailable: ``"Container runtime is required but failed to start: <cause>"``, e.g. a
+                ``runner.runtime`` the engine does not know.
         """
         if shutil.which(self._cli) is None:
             raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: docker CLI {self._cli!r} not found on PATH")
@@ -143,10 +148,42 @@ class DockerBackend:
             # Without docker-init, --init would fail every run; the image's tini still reaps (stack-notes §3.1).
             logger.warning("docker engine reports no init binary; running sandboxes without --init")
             self.policy = dataclasses.replace(self.policy, init=False)
+        self.engine = self.check_engine(EngineSecurity.from_info(info))
         await self.ensure_network()
         if not await self.image_present(self.config.image):
             logger.warning("agent image %s not found locally: runs fail until it is built", self.config.image)
         logger.info("Container runtime already running (docker, network %s)", self.config.network)
+
+    def check_engine(self, engine: EngineSecurity) -> EngineSecurity:
+        """Refuse an engine that lacks ``runner.runtime`` or whose user remapping cannot be read; warn when it has
+        no seccomp profile; log the isolation layers in force. Returns ``engine``.
+
+        Raises:
+            SandboxUnavailable: the runtime is unknown to the engine, or the remap base is unreadable.
+        """
+        runtime = self.policy.runtime
+        if runtime and runtime not in engine.runtimes:
+            raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: runner.runtime {runtime!r} is not a runtime of this docker "
+                                     f"engine (it has: {', '.join(sorted(engine.runtimes)) or 'none'}); install and "
+                                     f"register it (gVisor: `runsc install`, then restart dockerd) or unset runner.runtime")
+        try:
+            owner = engine.host_ids(*user_ids(self.policy.user))
+        except ValueError as exc:
+            raise SandboxUnavailable(f"{RUNTIME_REQUIRED}: {exc}") from None
+        if not engine.seccomp:
+            logger.warning("the docker engine applies no seccomp profile: sandboxes get every system call the "
+                           "kernel offers (docs/agent-runs.md, defence in depth)")
+        logger.info("sandbox isolation: seccomp %s, user namespaces %s, runtime %s, sandbox user owned on the host "
+                    "by %d:%d", engine.seccomp_profile or ("on" if engine.seccomp else "OFF"),
+                    "remapped" if engine.userns else "rootless daemon" if engine.rootless else "not remapped", runtime or engine.default_runtime or "default",
+                    *owner)
+        return engine
+
+    def host_owner(self) -> tuple[int, int] | None:
+        """The sandbox user's host ids: ``runner.user``, shifted by the remap base when the engine remaps user
+        namespaces (known after :meth:`ensure_available`)."""
+        ids = user_ids(self.policy.user)
+        return self.engine.host_ids(*ids) if self.engine else ids
 
     async def image_present(self, image: str) -> bool:
         """Whether ``image`` exists locally (nothing is ever pulled)."""

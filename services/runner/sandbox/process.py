@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from services.harness.safepath import SafeDir
 from services.runner.sandbox.base import (AGENT_ROLE, ROLE_LABEL, ExecProcess, SandboxSpec, SandboxUnavailable,
                                           check_name, spawn)
 
@@ -66,20 +67,24 @@ def process_env(spec: SandboxSpec, base: Mapping[str, str] | None = None) -> dic
 
 def link_extras(spec: SandboxSpec, home: str | None) -> str:
     """Build the directory of symlinks standing for ``/workspace/extra`` and return its path. It is emptied
-    first, so a mount dropped from the group's config disappears."""
+    first, so a mount dropped from the group's config disappears. HOME is the agent's to change: everything in
+    it is removed and created through :mod:`services.harness.safepath` (opened beneath HOME's parent, the
+    sessions dir), so nothing the agent planted there is followed."""
     extras = {m.container[len(EXTRA):]: m.host for m in spec.mounts if m.container.startswith(EXTRA)}
     if home is None:
-        root = Path(tempfile.mkdtemp(prefix=f"{spec.name}-extra-"))
+        root = SafeDir.open_root(tempfile.mkdtemp(prefix=f"{spec.name}-extra-"))
     else:
-        root = Path(home) / "workspace-extra"
-        if root.exists():
-            shutil.rmtree(root)  # symlinks only: rmtree never follows them
-        root.mkdir(parents=True)
-    for name, host in extras.items():
-        link = root / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(host, target_is_directory=True)
-    return str(root)
+        home_path = Path(home)
+        with SafeDir.open_root(home_path.parent, create=True) as sessions, \
+                sessions.subdir(home_path.name, create=True) as agent_home:
+            agent_home.remove("workspace-extra")
+            root = agent_home.subdir("workspace-extra", create=True)
+    with root:
+        for name, host in extras.items():
+            if "/" in name:
+                root.subdir(name.rpartition("/")[0], create=True).close()
+            root.symlink(name, host)
+        return root.path
 
 
 class ProcessBackend:
@@ -108,6 +113,10 @@ class ProcessBackend:
         proc = await spawn(spec.name, argv, cwd=cwd, env=env, new_session=True)
         self._running[spec.name] = (proc, {**spec.labels, ROLE_LABEL: AGENT_ROLE})
         return proc
+
+    def host_owner(self) -> tuple[int, int] | None:
+        """None: the agent is the runner's own user; nothing is handed over."""
+        return None
 
     async def stop(self, name: str, grace_s: float) -> None:
         """SIGTERM the process group, SIGKILL it after ``grace_s``. Unknown or exited names are fine."""
