@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events.catalogue.base import EventPayload, payload_class
 from events.errors import InvalidEvent
+from events.shape import check_commit
 from events.subjects import aggregate_subject
 
 CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -175,18 +176,14 @@ def new_commit(
 
 
 def decode_events(body: bytes) -> tuple[CloudEvent, ...]:
-    """Parse a commit body (a CloudEvents JSON batch, or a single structured event).
+    """Parse a commit body: a CloudEvents JSON batch (a non-empty array), as :meth:`Commit.encode` writes it. A
+    single JSON object is not a commit, even a well-formed event: the contract (docs/events.md) is the batch.
+    Event types need not be in the catalogue (``CloudEvent.payload`` checks that), so tools can show any event.
 
     Raises:
-        InvalidEvent: the body is not valid JSON or an event lacks a required attribute.
+        InvalidEvent: the body fails :func:`events.shape.check_commit` or an event does not validate.
     """
-    try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"commit body is not JSON: {exc}") from exc
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        raise InvalidEvent("commit body holds no events")
+    items = check_commit(body, catalogue=False)
     try:
         return tuple(CloudEvent.model_validate(i) for i in items)
     except ValidationError as exc:

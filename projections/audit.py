@@ -3,6 +3,11 @@
 ``verify`` replays the log into a temporary database up to each projection's tracked position in the live
 database, then compares the two table by table with a deterministic checksum (SHA-256 over the rows in
 primary-key/all-column order), so a live database that is ahead of or behind the log is not a false alarm.
+
+Messages of the log the replay skipped (not valid commits, or a projection failed on them) are findings, not
+differences: the log is immutable, so a skipped message stays forever, and failing on it would fail every
+audit after it. What an auditor must learn is that it was *noticed*: ``verify_report`` names each one with
+the services whose ``MessageDeadLettered`` event records it, and counts one that nobody recorded as a failure.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Sequence
 
 from events.store.port import EventStore
 from projections.base import Projection
+from projections.dead_letters import dead_lettered
 from projections.runner import Progress, ProjectionRunner
-from projections.sqlite import open_db, tracked
+from projections.sqlite import SkippedMessage, open_db, skipped_messages, tracked
 
 
 class AuditError(Exception):
@@ -36,6 +42,26 @@ class TableCheck:
     @property
     def ok(self) -> bool:
         return self.live_checksum == self.rebuilt_checksum
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``audit verify`` found: each table's comparison, the messages the replay skipped (in stream order),
+    and, per stream sequence, the services whose ``MessageDeadLettered`` event names that message."""
+
+    tables: list[TableCheck]
+    skipped: list[SkippedMessage]
+    recorded_by: dict[int, set[str]]
+
+    @property
+    def unrecorded(self) -> list[SkippedMessage]:
+        """Skipped messages no ``MessageDeadLettered`` event accounts for (skipped silently: a failure)."""
+        return [m for m in self.skipped if m.seq not in self.recorded_by]
+
+    @property
+    def ok(self) -> bool:
+        """Every table matches the log and every skipped message is recorded."""
+        return all(c.ok for c in self.tables) and not self.unrecorded
 
 
 def table_checksum(db: sqlite3.Connection, table: str) -> tuple[int, str]:
@@ -90,7 +116,14 @@ async def rebuild(store: EventStore, target: Path, projections: Sequence[Project
 
 async def verify(store: EventStore, live_path: Path, projections: Sequence[Projection],
                  progress: Progress | None = None) -> list[TableCheck]:
-    """Rebuild into a temporary database and compare with ``live_path`` table by table.
+    """The table comparison of :func:`verify_report` alone."""
+    return (await verify_report(store, live_path, projections, progress)).tables
+
+
+async def verify_report(store: EventStore, live_path: Path, projections: Sequence[Projection],
+                        progress: Progress | None = None) -> VerifyReport:
+    """Rebuild into a temporary database and compare with ``live_path`` table by table; report the messages
+    the rebuild skipped and whether a ``MessageDeadLettered`` event (of any service) records each.
 
     Raises:
         AuditError: the live database is missing or has none of the projections.
@@ -119,8 +152,9 @@ async def verify(store: EventStore, live_path: Path, projections: Sequence[Proje
                         lc, ls = table_checksum(live, table)
                         rc, rs = table_checksum(fresh, table)
                         checks.append(TableCheck(table, lc, rc, ls, rs))
-                return checks
+                skipped = skipped_messages(fresh)
             finally:
                 fresh.close()
     finally:
         live.close()
+    return VerifyReport(checks, skipped, await dead_lettered(store) if skipped else {})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 from events.catalogue.base import EventPayload, payload_class
+from events.shape import check_commit
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,15 @@ class EventRecord:
         return cls.model_validate(cls.upcast(dict(self.data), self.event.get("schemaversion", 1)))
 
 
-def records(seq: int, subject: str, stored_at: datetime | None, body: bytes) -> Iterator[EventRecord]:
-    """Split one commit body (a CloudEvents batch, or a single event) into records.
+def records(seq: int, subject: str, stored_at: datetime | None, body: bytes) -> list[EventRecord]:
+    """Split one commit body (a CloudEvents JSON batch) into records, after checking the whole commit's shape
+    (:func:`events.shape.check_commit` with the catalogue): a commit is applied whole or not at all.
 
     Raises:
-        ValueError: the body is not JSON (json.JSONDecodeError is a ValueError).
+        InvalidEvent: the body is not a valid commit (the message says why).
     """
-    raw = json.loads(body)
-    for index, item in enumerate(raw if isinstance(raw, list) else (raw,)):
-        yield EventRecord(seq, subject, stored_at, item, index)
+    return [EventRecord(seq, subject, stored_at, item, index)
+            for index, item in enumerate(check_commit(body, catalogue=True))]
 
 
 class Projection(ABC):
@@ -66,4 +66,10 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(self, db: sqlite3.Connection, record: EventRecord) -> None:
-        """Write what ``record`` changes. Raise to abort the batch (nothing of it is committed)."""
+        """Write what ``record`` changes.
+
+        An exception skips the record's whole commit for this projection (the runner rolls back what this
+        projection wrote for it, records the skip and goes on), except an infrastructure failure of SQLite
+        (:func:`projections.failures.is_infrastructure`), which rolls back the batch and stops the runner so
+        nothing is skipped for a full disk. So raise on data you cannot apply; never swallow a SQLite error.
+        """

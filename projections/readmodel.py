@@ -57,7 +57,9 @@ class LocalReadModel:
         """Return once events up to stream sequence ``seq`` are applied.
 
         Raises:
-            ReadModelTimeout: not reached within ``timeout`` s (the follower may have failed: its error is named).
+            ReadModelTimeout: not reached within ``timeout`` s; names the infrastructure failure the follower is
+                retrying after (a full disk), or the error that ended it. A bad message in the log never causes
+                this: it is skipped (projections/runner.py).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -67,7 +69,8 @@ class LocalReadModel:
                 raise ReadModelTimeout(f"read model stopped at {self.position} before {seq}: {exc!r}")
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise ReadModelTimeout(f"read model at {self.position}, still short of {seq} after {timeout}s")
+                failing = f"; retrying after: {self.runner.last_error}" if self.runner.last_error else ""
+                raise ReadModelTimeout(f"read model at {self.position}, still short of {seq} after {timeout}s{failing}")
             try:
                 async with asyncio.timeout(min(remaining, 0.5)):  # not wait_for: it can swallow a cancel (3.11)
                     await self._advanced.wait()

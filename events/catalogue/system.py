@@ -9,8 +9,11 @@ from events.catalogue.types import UtcTimestamp
 
 
 class MessageDeadLettered(EventPayload):
-    """A service gave up on a message (it failed ``max_deliver`` times, or could not be parsed). The message
-    itself is kept on ``nc.dlq.<service>`` at ``dead_letter_seq``. Aggregate id: the service name."""
+    """A service gave up on a message: it failed ``max_deliver`` times, or it is not a valid commit (not a
+    CloudEvents batch, an event type not in the catalogue, a payload that does not validate). Service
+    ``projections`` records, once for the whole log, each message its read models skipped (docs/events.md,
+    "Bad messages in the log"). The message itself is kept on ``nc.dlq.<service>`` at ``dead_letter_seq``;
+    ``stream_seq`` is its place in ``NC_EVENTS``. Aggregate id: the service name."""
 
     context = "system"
     aggregate = "deadletter"

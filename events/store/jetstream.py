@@ -23,7 +23,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from events.envelope import HDR_VERSION, AggregateRef, Commit, RecordedCommit, decode_events
-from events.errors import ConcurrencyError, EventStoreError
+from events.errors import ConcurrencyError, EventStoreError, InvalidEvent
 from events.store.port import AppendResult, Head, RawMessage
 from events.subjects import EVENT_PREFIX, EVENT_STREAM
 
@@ -149,7 +149,12 @@ class JetStreamEventStore:
         self, *, after_seq: int = 0, subject_filter: str = f"{EVENT_PREFIX}.>", follow: bool = False
     ) -> AsyncIterator[RecordedCommit]:
         async for raw in self.read_raw(after_seq=after_seq, subject_filter=subject_filter, follow=follow):
-            yield RecordedCommit(raw.seq, raw.subject, decode_events(raw.data), raw.stored_at)
+            try:
+                events = decode_events(raw.data)
+            except InvalidEvent as exc:  # one bad message must not end a reader (docs/events.md)
+                log.warning("message seq %s on %s is not a valid commit; skipped: %s", raw.seq, raw.subject, exc)
+                continue
+            yield RecordedCommit(raw.seq, raw.subject, events, raw.stored_at)
 
     async def read_raw(
         self, *, after_seq: int = 0, subject_filter: str = f"{EVENT_PREFIX}.>", follow: bool = False

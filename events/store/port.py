@@ -70,5 +70,7 @@ class EventStore(Protocol):
 
         With ``follow=False`` the iterator ends at the stream's last sequence as of the call; with
         ``follow=True`` it waits for new commits (a live subscription resuming exactly after ``after_seq``).
+        A message that is not a valid commit (:func:`events.envelope.decode_events` refuses it) is skipped
+        with a log line: one bad message must not end a reader (docs/events.md, "Bad messages in the log").
         """
         ...

@@ -18,6 +18,7 @@ import typer
 from events.catalogue.chat import MessageReceived, MessageSent
 from events.catalogue.types import iso_utc
 from events.envelope import decode_events, utcnow
+from events.errors import InvalidEvent
 from services.cli.bus import bus
 from services.cli.cmd_groups import current_groups, register_group
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
@@ -72,7 +73,11 @@ def _read_line() -> str | None:
 
 async def _print_replies(store, jid: str, assistant: str, after: int) -> None:
     async for raw in store.read_raw(after_seq=after, follow=True):
-        for ev in decode_events(raw.data):
+        try:
+            events = decode_events(raw.data)
+        except InvalidEvent:
+            continue  # not a valid commit: skipped by every follower (docs/events.md), a reply is never in one
+        for ev in events:
             if ev.data.get("chat_jid") != jid:
                 continue
             if ev.eventtype == "AgentTurnRequested":

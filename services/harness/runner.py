@@ -2,9 +2,11 @@
 
 - One durable pull consumer per service (``svc_<name>``) filtered to the event types it handles; explicit
   ack only after the handler's emits are stored; a bounded ``max_deliver``.
-- A message that still fails on its last delivery, or that cannot be parsed or validated at all, is copied to
-  the dead-letter stream (``nc.dlq.<service>``) with the error in headers, a ``MessageDeadLettered`` event is
-  appended, and the message is acked: it is kept, never dropped, and the service keeps running.
+- A message that still fails on its last delivery, or that is not a valid commit (not a CloudEvents batch, an
+  event type not in the catalogue, a payload that does not validate: any event of the commit, handled or not,
+  since a commit is atomic), is copied to the dead-letter stream (``nc.dlq.<service>``) with the error in
+  headers, a ``MessageDeadLettered`` event is appended, and the message is acked: it is kept, never dropped,
+  the service keeps running, and the durable consumer's ack means it is dead-lettered once, not on a restart.
 - Graceful stop: the fetched batch is finished and acked, then tasks are cancelled.
 """
 
@@ -19,25 +21,37 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
-from events.catalogue import payload_class
-from events.catalogue.system import MessageDeadLettered
-from events.catalogue.types import iso_utc
-from events.envelope import decode_events, utcnow
+from events.catalogue import EventPayload, payload_class
+from events.envelope import CloudEvent, decode_events
 from events.errors import ConcurrencyError, EventStoreError, InvalidEvent, UnknownEventType
 from events.store.port import EventStore
-from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, EVENT_STREAM, event_filter
+from events.subjects import EVENT_STREAM, event_filter
 from events.tasks import cancel_and_wait
 from services.harness.config import HarnessSettings
+from services.harness.deadletter import dead_letter
 from services.harness.emit import append_emit
 from services.harness.logging import bind_event, get_logger
 from services.harness.metrics import Metrics
 from services.harness.pull import PullConsumer
 from services.harness.requests import RequestServer
-from services.harness.service import Delivery, Emit, RetryLater, Service
+from services.harness.service import Delivery, RetryLater, Service
 
 
 class PoisonMessage(Exception):
     """The message can never be handled (unparseable, unknown or invalid event): dead-letter it at once."""
+
+
+def decode_commit(body: bytes) -> list[tuple[CloudEvent, EventPayload]]:
+    """Every event of a commit body with its validated payload, or nothing: a commit is handled whole.
+
+    Raises:
+        PoisonMessage: the body is not a CloudEvents batch, or an event's type is not in the catalogue, or its
+            payload does not validate (the message says which).
+    """
+    try:
+        return [(ce, ce.payload()) for ce in decode_events(body)]
+    except (InvalidEvent, UnknownEventType) as exc:
+        raise PoisonMessage(str(exc)) from exc
 
 
 def consumer_name(service: str) -> str:
@@ -162,21 +176,13 @@ class ServiceRunner:
         started = time.perf_counter()
         event_type = "?"
         try:
-            try:
-                events = decode_events(msg.data)
-            except InvalidEvent as exc:
-                raise PoisonMessage(str(exc)) from exc
-            wanted = [ce for ce in events if ce.eventtype in self.service.handlers]
+            wanted = [(ce, payload) for ce, payload in decode_commit(msg.data) if ce.eventtype in self.service.handlers]
             if wanted and self.service.readmodel is not None:
                 await self.service.readmodel.wait_for(meta.sequence.stream)
-            for ce in wanted:
+            for ce, payload in wanted:
                 handler = self.service.handlers[ce.eventtype]
                 event_type = ce.eventtype
                 with bind_event(self.service.name, ce.eventtype, ce.correlationid):
-                    try:
-                        payload = ce.payload()
-                    except (InvalidEvent, UnknownEventType) as exc:
-                        raise PoisonMessage(str(exc)) from exc
                     emits = await handler(Delivery(ce, payload, meta.sequence.stream, msg.subject, meta.num_delivered),
                                          self.service.deps)
                     for i, emit in enumerate(emits or ()):
@@ -185,7 +191,7 @@ class ServiceRunner:
             await msg.ack()
             self.metrics.handled.labels(self.service.name, event_type).inc()
         except PoisonMessage as exc:
-            await self._dead_letter(msg, f"cannot parse: {exc}")
+            await self._dead_letter(msg, f"not a valid commit: {exc}")
         except RetryLater as exc:
             self.log.info("handler asked to retry later", subject=msg.subject, seq=meta.sequence.stream,
                           reason=str(exc), retry_in_s=exc.delay_s)
@@ -207,24 +213,10 @@ class ServiceRunner:
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         meta = msg.metadata
-        seq = meta.sequence.stream
-        clean = " ".join(error.split())[:2000]  # header values cannot carry newlines
-        headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
-        headers.update({
-            "Nats-Msg-Id": f"dlq:{self.service.name}:{seq}",
-            "Nc-Error": clean,
-            "Nc-Service": self.service.name,
-            "Nc-Original-Subject": msg.subject,
-            "Nc-Original-Seq": str(seq),
-            "Nc-Deliveries": str(meta.num_delivered),
-        })
-        ack = await self.nc.jetstream().publish(f"{DEAD_LETTER_PREFIX}.{self.service.name}", msg.data,
-                                                headers=headers, stream=DEAD_LETTER_STREAM)
-        notice = MessageDeadLettered(service=self.service.name, subject=msg.subject, stream_seq=seq,
-                                     deliveries=meta.num_delivered, error=clean, dead_letter_seq=ack.seq, at=iso_utc(utcnow()))
-        await append_emit(self.store, Emit.append(self.service.name, notice), source=self.service.name,
-                          msg_id=f"dlq-event:{self.service.name}:{seq}")
+        notice = await dead_letter(self.nc, self.store, service=self.service.name, subject=msg.subject,
+                                   seq=meta.sequence.stream, data=msg.data, headers=msg.headers,
+                                   deliveries=meta.num_delivered, error=error)
         await msg.ack()
         self.metrics.dead_lettered.labels(self.service.name).inc()
-        self.log.error("message dead-lettered", subject=msg.subject, seq=seq, deliveries=meta.num_delivered,
-                       error=clean, dead_letter_seq=ack.seq)
+        self.log.error("message dead-lettered", subject=msg.subject, seq=notice.stream_seq, deliveries=notice.deliveries,
+                       error=notice.error, dead_letter_seq=notice.dead_letter_seq)

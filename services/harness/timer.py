@@ -54,7 +54,9 @@ async def replan_loop(name: str, store, subject_filter: str, step: Step, clock: 
 
 
 async def _follow(store, after_seq: int, subject_filter: str, changed: asyncio.Event) -> None:
-    async for _ in store.read(after_seq=after_seq, subject_filter=subject_filter, follow=True):
+    # Raw, not decoded: the follower only signals a change, and a message in the log that is not a valid commit
+    # must not end it (decoding raised, and the timer stopped for good).
+    async for _ in store.read_raw(after_seq=after_seq, subject_filter=subject_filter, follow=True):
         changed.set()
 
 

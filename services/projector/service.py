@@ -1,14 +1,18 @@
-"""Keeps ``<data_dir>/projections/nanoclaw.db`` up to date with every projection of the catalog."""
+"""Keeps ``<data_dir>/projections/nanoclaw.db`` up to date with every projection of the catalog, and records
+each message of the log its projections skip as a ``MessageDeadLettered`` event, once (dead_letters.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from events.tasks import cancel_and_wait
 from projections.catalog import all_projections
 from projections.runner import ProjectionRunner
 from projections.sqlite import open_db
 from services.harness.context import ServiceContext
 from services.harness.service import Service
+from services.projector.dead_letters import DeadLetterRecorder
 
 
 def read_model_path(data_dir: Path) -> Path:
@@ -18,9 +22,12 @@ def read_model_path(data_dir: Path) -> Path:
 def build(ctx: ServiceContext) -> Service:
     async def follow(_deps: object) -> None:
         db = open_db(read_model_path(ctx.data_dir))
+        recorder = DeadLetterRecorder(ctx.nc, ctx.store, db)
+        recording = asyncio.create_task(recorder.run(), name="projections-dead-letters")
         try:
-            await ProjectionRunner(db, all_projections(), ctx.store).follow()
+            await ProjectionRunner(db, all_projections(), ctx.store, on_skip=recorder.wake.set).follow()
         finally:
+            await cancel_and_wait([recording])
             db.close()
 
     return Service("projections", tasks=[follow])

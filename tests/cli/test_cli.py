@@ -12,11 +12,15 @@ from pathlib import Path
 import nats
 import pytest
 
+from events.catalogue.chat import ChatNameSynced
 from events.envelope import AggregateRef, new_commit
 from events.store.jetstream import JetStreamEventStore
+from events.store.streams import ensure_streams
+from services.harness.deadletter import dead_letter
 from services.harness.natsserver import find_nats_server
 from tests.docker_support import agent_image
 from tests.events.store_contract import CounterIncremented
+from tests.poison import publish_bad
 
 NANOCLAW = [sys.executable, "-m", "services.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
@@ -66,17 +70,15 @@ def test_a_bad_config_fails_at_boot_naming_the_key(tmp_path):
 async def test_audit_rebuild_and_verify_from_the_command_line(nats_server, tmp_path):
     nc = await nats.connect(nats_server.url)
     store = JetStreamEventStore(nc)
-    from events.store.streams import ensure_streams
     await ensure_streams(nc.jetstream())
-    for i in range(20):
-        await store.append(new_commit(AggregateRef("test", "counter", f"k{i}"), [CounterIncremented(by=i)], version=0,
-                                      source="test"), expected_seq=0)
+    for i in range(20):  # catalogue events: the command knows no test event types
+        await store.append(name_synced(f"term:k{i}"), expected_seq=0)
     await nc.close()
     env = {"NANOCLAW_NATS__URLS": f'["{nats_server.url}"]'}
     rebuilt = tmp_path / "rebuilt.db"
     result = cli(["audit", "rebuild", "--db", str(rebuilt)], tmp_path, env)
     assert result.returncode == 0, result.stderr
-    assert "20 event applications" in result.stdout
+    assert "40 event applications" in result.stdout  # event_log and chats
     again = cli(["audit", "rebuild", "--db", str(rebuilt)], tmp_path, env)
     assert again.returncode == 2 and "exists" in again.stderr
     ok = cli(["audit", "verify", "--db", str(rebuilt)], tmp_path, env)
@@ -88,6 +90,45 @@ async def test_audit_rebuild_and_verify_from_the_command_line(nats_server, tmp_p
     db.close()
     bad = cli(["audit", "verify", "--db", str(rebuilt)], tmp_path, env)
     assert bad.returncode == 1 and "event_log" in bad.stdout and "differ" in bad.stdout
+
+
+def name_synced(jid: str):
+    """A one-event commit of a catalogue event type."""
+    return new_commit(AggregateRef("chat", "chat", jid), [ChatNameSynced(channel="terminal", chat_jid=jid, name=jid,
+                                                                         at="2026-03-01T10:00:00.000Z")],
+                      version=0, source="test")
+
+
+async def test_audit_lists_the_bad_messages_of_the_log_and_verify_fails_only_while_one_is_not_dead_lettered(nats_server, tmp_path):
+    nc = await nats.connect(nats_server.url)
+    store = JetStreamEventStore(nc)
+    await ensure_streams(nc.jetstream())
+    await store.append(name_synced("term:before"), expected_seq=0)
+    bad = await publish_bad(nc, name_synced("term:like"), missing="name")
+    await store.append(name_synced("term:after"), expected_seq=0)
+    env = {"NANOCLAW_NATS__URLS": f'["{nats_server.url}"]'}
+    rebuilt = tmp_path / "rebuilt.db"
+    result = cli(["audit", "rebuild", "--db", str(rebuilt)], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "4 event applications" in result.stdout and f"{len(bad)} message(s) of the log skipped" in result.stdout
+    assert all(f"bad-{kind}" in result.stdout for kind in bad), result.stdout
+
+    unrecorded = cli(["audit", "verify", "--db", str(rebuilt)], tmp_path, env)
+    assert unrecorded.returncode == 1, unrecorded.stdout + unrecorded.stderr
+    seqs = ", ".join(str(seq) for seq in sorted(bad.values()))
+    assert f"{len(bad)} skipped message(s) have no MessageDeadLettered record (seq {seqs})" in unrecorded.stdout
+    assert "differ" not in unrecorded.stdout and "not in the catalogue" in unrecorded.stdout
+
+    for kind, seq in bad.items():  # as the projections service records them
+        raw = await nc.jetstream().get_msg("NC_EVENTS", seq)
+        await dead_letter(nc, store, service="projections", subject=raw.subject, seq=seq, data=raw.data,
+                          headers=raw.headers, deliveries=1, error=kind)
+    await nc.close()
+    recorded = cli(["audit", "verify", "--db", str(rebuilt)], tmp_path, env)
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert f"{len(bad)} message(s) of the log skipped (not valid commits, or a projection failed on them): seq {seqs}" \
+        in recorded.stdout
+    assert "clean" in recorded.stdout and "projections" in recorded.stdout
 
 
 def test_events_tail_prints_events_readably(nats_server, tmp_path):

@@ -12,7 +12,7 @@ from projections.audit import AuditError, rebuild, table_checksum, verify
 from projections.base import EventRecord, Projection
 from projections.event_log import EventLog
 from projections.runner import ProjectionError, ProjectionRunner
-from projections.sqlite import open_db, tracked
+from projections.sqlite import open_db, skipped_messages, tracked
 from tests.events.store_contract import CounterIncremented
 from tests.support import eventually
 
@@ -27,18 +27,20 @@ async def fill(store, n: int, aggregates: int = 3, prefix: str = "c") -> None:
 
 
 class Totals(Projection):
-    """Sum per counter; can be told to fail on one value."""
+    """Sum per counter; can be told to fail on one value (with ``failure``: SQLite's disk-full error by default,
+    an infrastructure failure)."""
 
     name = "totals"
     version = 1
     tables = {"totals": "CREATE TABLE IF NOT EXISTS totals (id TEXT PRIMARY KEY, total INTEGER NOT NULL)"}
     event_types = frozenset({"CounterIncremented"})
     fail_on: int | None = None
+    failure: Exception = sqlite3.OperationalError("database or disk is full")
 
     def apply(self, db: sqlite3.Connection, record: EventRecord) -> None:
         by = record.data["by"]
         if by == self.fail_on:
-            raise RuntimeError("boom")
+            raise self.failure
         db.execute("INSERT INTO totals VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET total = total + excluded.total",
                    (record.event["aggregateid"], by))
 
@@ -57,15 +59,16 @@ async def test_event_log_gets_one_row_per_event_and_tracks_the_last_seq(js_store
     assert db.execute("SELECT type, aggregate, version FROM event_log WHERE seq=4").fetchone() == ("CounterIncremented", "test.counter/c0", 2)
 
 
-async def test_a_failing_event_rolls_back_its_whole_batch_and_resuming_applies_each_event_once(js_store, tmp_path):
+async def test_an_infrastructure_failure_rolls_back_its_whole_batch_skips_nothing_and_resuming_applies_each_event_once(js_store, tmp_path):
     await fill(js_store, 10, aggregates=1)
     db = open_db(tmp_path / "rm.db")
     failing = Totals()
     failing.fail_on = 6
     with pytest.raises(ProjectionError, match="totals failed on seq 7"):
         await ProjectionRunner(db, [failing], js_store, batch_size=4).catch_up()
-    # batches [1-4] committed; [5-8] rolled back entirely, rows and tracking alike
+    # batches [1-4] committed; [5-8] rolled back entirely, rows and tracking alike; nothing recorded as skipped
     assert tracked(db, "totals") == (1, 4) and totals(db) == {"c0": 0 + 1 + 2 + 3}
+    assert skipped_messages(db) == []
     assert await ProjectionRunner(db, [Totals()], js_store, batch_size=4).catch_up() == 6
     assert totals(db) == {"c0": sum(range(10))} and tracked(db, "totals") == (1, 10)
 
