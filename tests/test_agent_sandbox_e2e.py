@@ -12,7 +12,7 @@ import pytest
 
 from tests.agent_path import REAL_KEY, http_port, service, system
 from tests.bus import events_of
-from tests.docker_support import agent_image, docker_client
+from tests.docker_support import agent_image, docker_client, sandbox_network
 from tests.gateway.test_gateway_service import get, post
 from tests.router.test_router_service import register
 from tests.stub_anthropic import StubAnthropic
@@ -20,7 +20,13 @@ from tests.support import eventually, has_at_least
 
 pytestmark = pytest.mark.docker
 
-RUNNER = {"network": "nanoclaw-sandbox-test", "network_subnet": "172.29.9.0/24", "stop_grace_s": 1}
+
+
+@pytest.fixture
+def runner_settings():
+    """Runner settings with a sandbox network of this test's own, removed afterwards."""
+    with sandbox_network() as settings:
+        yield settings
 
 
 async def texts(port: int, chat: str, n: int, timeout: float = 120) -> list[str]:
@@ -40,11 +46,11 @@ async def sh(container, command: str) -> tuple[int, str]:
     return code, out.decode(errors="replace")
 
 
-async def test_a_sandboxed_agent_answers_takes_a_follow_up_and_holds_no_secret(tmp_path):
+async def test_a_sandboxed_agent_answers_takes_a_follow_up_and_holds_no_secret(tmp_path, runner_settings):
     image = agent_image()
     steps = [("tool_use", "mcp__nc__send_message", {"text": "Checking."}), ("text", "Open at 9."), ("text", "Yes, Sundays too.")]
     with StubAnthropic(steps=steps) as stub:
-        async with system(tmp_path, stub, backend="docker", image=image, runner=RUNNER) as (host, store, server):
+        async with system(tmp_path, stub, backend="docker", image=image, runner=runner_settings) as (host, store, server):
             await register(store, jid="http:shop", folder="shop", requires_trigger=False)
             port = http_port(host)
             assert (await post(port, {"chat": "shop", "sender": "eve", "text": "when do you open?"}))[0] == 202
@@ -91,14 +97,14 @@ def started_gateway(host) -> tuple[str, int]:
     return gateway, int(port)
 
 
-async def test_a_run_that_produces_nothing_is_killed_at_the_hard_timeout(tmp_path):
+async def test_a_run_that_produces_nothing_is_killed_at_the_hard_timeout(tmp_path, runner_settings):
     release = threading.Event()
 
     def stall(_body):
         release.wait(120)  # the model never answers while the run is alive
         return ("text", "too late")
     with StubAnthropic(script=stall) as stub:
-        runner = {**RUNNER, "timeout_ms": 1000, "idle_timeout_ms": 0}  # hard timeout: max(1 s, 0 + 30 s)
+        runner = {**runner_settings, "timeout_ms": 1000, "idle_timeout_ms": 0}  # hard timeout: max(1 s, 0 + 30 s)
         async with system(tmp_path, stub, backend="docker", image=agent_image(), runner=runner) as (host, store, _):
             await register(store, jid="http:slow", folder="slow", requires_trigger=False)
             await post(http_port(host), {"chat": "slow", "sender": "eve", "text": "hello?"})

@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import shutil
 import stat
-import subprocess
 import threading
-import uuid
 from pathlib import Path
 
-import docker.errors
 import pytest
 
 from events.repository import Repository
 from services.router.groups import RegisteredGroup
-from services.runner.config import RunnerConfig
-from services.runner.firewall import chain_name
-from services.runner.sandbox.docker import bridge_interface
 from tests.agent_path import http_port, system
 from tests.bus import events_of
-from tests.docker_support import agent_image, docker_client
+from tests.docker_support import agent_image, docker_client, sandbox_network as own_network
 from tests.gateway.test_gateway_service import post
 from tests.hostpaths import Entry, decoy, snapshot
 from tests.router.test_router_service import register
@@ -83,25 +75,9 @@ class HostileModel:
 
 @pytest.fixture
 def sandbox_network():
-    """A network of this test's own (name, free subnet), and afterwards the engine and the host firewall as they
-    were: its containers, the network and the runner's iptables chain for it removed."""
-    client = docker_client()
-    name = f"nanoclaw-hostile-{uuid.uuid4().hex[:8]}"
-    used = {c.get("Subnet") for n in client.networks.list() for c in (n.attrs.get("IPAM") or {}).get("Config") or []}
-    subnet = next(s for s in (f"172.31.{random.randint(1, 254)}.0/24" for _ in range(100)) if s not in used)
-    yield {"network": name, "network_subnet": subnet, "stop_grace_s": 1, "idle_timeout_ms": 0}
-    for c in client.containers.list(all=True, filters={"label": f"nanoclaw.network={name}"}, ignore_removed=True):
-        c.remove(force=True)
-    try:
-        client.networks.get(name).remove()
-    except docker.errors.NotFound:
-        pass
-    iptables = shutil.which("iptables")
-    if iptables and os.geteuid() == 0:
-        iface = bridge_interface(RunnerConfig(network=name))
-        for args in (["-D", "INPUT", "-i", iface, "-j", chain_name(iface)], ["-F", chain_name(iface)],
-                     ["-X", chain_name(iface)]):
-            subprocess.run([iptables, "-w", *args], capture_output=True, check=False)
+    """A network of this test's own; afterwards the engine and the host firewall as they were."""
+    with own_network("nanoclaw-hostile") as settings:
+        yield {**settings, "idle_timeout_ms": 0}
 
 
 def host_changes(before: dict[str, Entry], after: dict[str, Entry], host_dir: str) -> list[str]:

@@ -19,7 +19,7 @@ from tests.docker_support import agent_image, docker_client
 from tests.gateway.test_gateway_service import post
 from tests.router.test_router_service import register
 from tests.stub_anthropic import StubAnthropic
-from tests.test_agent_sandbox_e2e import RUNNER, started_gateway, texts
+from tests.test_agent_sandbox_e2e import runner_settings, started_gateway, texts  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.docker
 
@@ -49,9 +49,9 @@ async def stream_holds_only_events(nc) -> int:
     return last
 
 
-async def test_forged_reply_subjects_from_inside_a_sandbox_reach_nothing_outside_it(tmp_path):
+async def test_forged_reply_subjects_from_inside_a_sandbox_reach_nothing_outside_it(tmp_path, runner_settings):
     with StubAnthropic(steps=[("text", "alpha is ready.")]) as stub:
-        async with system(tmp_path, stub, backend="docker", image=agent_image(), runner=RUNNER) as (host, store, server):
+        async with system(tmp_path, stub, backend="docker", image=agent_image(), runner=runner_settings) as (host, store, server):
             await register(store, jid="http:alpha", folder="alpha", requires_trigger=False)
             await register(store, jid="http:beta", folder="beta", requires_trigger=False)
             port = http_port(host)

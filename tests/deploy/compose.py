@@ -97,11 +97,15 @@ class Deployment:
     def down(self) -> None:
         logs = self.compose("logs", "--no-color", "--tail", "300", check=False)
         (self.root / "compose.log").write_text(logs.stdout + logs.stderr)
-        self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
-        # Sandboxes are the runner's, not compose's: any left (an idle run) would keep the network alive.
+        # Sandboxes are the runner's, not compose's: any left (an idle run) would keep the networks alive, and
+        # compose would then leave them behind (the engine as the test found it: no network of ours left).
         for sandbox in self.sandboxes():
             sandbox.remove(force=True)
-        for network in docker_client().networks.list(names=[self.sandbox_network]):
+        self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
+        client = docker_client()
+        leftover = client.networks.list(names=[self.sandbox_network]) + client.networks.list(
+            filters={"label": f"com.docker.compose.project={self.project}"})
+        for network in leftover:
             network.remove()
 
     def sandboxes(self) -> list:

@@ -1,6 +1,6 @@
 """LIVE: the real Docker engine, the real docker backend and policy, the local ``nanoclaw-base:bookworm`` image.
 
-Each test module run gets its own internal network (random /24 in 172.30.0.0/16) and a scope label, so it never
+Each test module run gets its own internal network (a free /24, tests/docker_support.py) and a scope label, so it never
 touches other sandboxes on the engine. A missing engine or image FAILS (conftest), never skips.
 """
 
@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import sys
 import time
 import uuid
@@ -28,6 +27,7 @@ from services.runner.sandbox.base import (AGENT_ROLE, GROUP_LABEL, ROLE_LABEL, R
                                           SandboxUnavailable, container_name)
 from services.runner.sandbox.docker import DockerBackend, bridge_interface, gateway_ip
 from services.runner.supervisor import END_MARKER, START_MARKER, supervise
+from tests.docker_support import free_subnet
 from tests.support import eventually
 
 pytestmark = pytest.mark.docker
@@ -99,10 +99,7 @@ while not os.path.exists('/workspace/group/done'):  # the test inspects the runn
 def network(docker_client, base_image) -> tuple[str, str]:
     """A fresh name and a free subnet for this module's internal network; removed afterwards."""
     name = f"nanoclaw-test-{uuid.uuid4().hex[:8]}"
-    used = {c.get("Subnet") for n in docker_client.networks.list()
-            for c in (n.attrs.get("IPAM") or {}).get("Config") or []}
-    subnet = next(s for s in (f"172.30.{random.randint(1, 254)}.0/24" for _ in range(100)) if s not in used)
-    yield name, subnet
+    yield name, free_subnet()
     for c in docker_client.containers.list(all=True, filters={"label": SCOPE}, ignore_removed=True):
         try:
             c.remove(force=True)  # whatever a failed test left behind
