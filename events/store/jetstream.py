@@ -188,10 +188,11 @@ class _OrderedReplay:
     rest of the log into memory. Here a flow-control request is answered only once the reader has taken
     every message delivered before it, which bounds the queue by the server's flow-control window.
 
-    Ordered-consumer recovery as in nats-py: a gap in the consumer sequence (a message lost on the way) or
-    heartbeats missing for two intervals (the consumer is gone, e.g. the server restarted) recreate the
-    consumer from the stream sequence after the last message queued. Silence is only counted while the event
-    loop runs: a loop blocked for longer than that could not have read the heartbeats waiting in the socket.
+    Ordered-consumer recovery as in nats-py: a gap in the consumer sequence (a message lost on the way),
+    heartbeats missing for two intervals (the consumer is gone) or a reconnect (the server may have restarted
+    and lost the ephemeral consumer) recreate the consumer from the stream sequence after the last message
+    queued. Silence is only counted while the event loop runs: a loop blocked for longer than that could not
+    have read the heartbeats waiting in the socket.
     """
 
     def __init__(self, nc: Client, js: JetStreamContext, stream: str, subject_filter: str, start_seq: int,
@@ -212,6 +213,7 @@ class _OrderedReplay:
         self._flow: deque[tuple[int, str]] = deque()  # flow-control replies owed: (queued when asked, subject)
         self._broken = False  # gap or silence: recreate the consumer once the queue is drained
         self._last_seen = 0.0  # loop time of the last delivery or heartbeat
+        self._reconnects = 0  # the connection's reconnect count when the consumer was created
 
     async def start(self) -> api.ConsumerInfo:
         """Subscribe and create the consumer; its info tells how many messages match (``num_pending``)."""
@@ -222,6 +224,7 @@ class _OrderedReplay:
         self._flow.clear()
         self._broken = False
         self._last_seen = loop.time()
+        self._reconnects = self._nc.stats["reconnects"]
 
         async def on_msg(msg) -> None:
             if generation == self._generation and not self._broken:
@@ -316,7 +319,10 @@ class _OrderedReplay:
                     # may be sitting unread in the socket, so the silence says nothing about the consumer. Seen
                     # in tests: a 13 s blocking Docker call made every follow in the process recreate its consumer.
                     self._last_seen = now
-                elif now - self._last_seen > 2 * self._heartbeat:
+                elif now - self._last_seen > 2 * self._heartbeat or self._nc.stats["reconnects"] != self._reconnects:
+                    # Silent, or the connection came back: after a server restart (`up` restarts its embedded
+                    # one) the ephemeral consumer is gone, and waiting for two missed heartbeats would stall the
+                    # read model for 2 × heartbeat s. Recreating an intact one costs one request.
                     self._broken = True
 
     async def _restart(self) -> None:

@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 
 import typer
 from pydantic import SecretStr
 
+from events.tasks import cancel_and_wait
 from services.cli.bus import nats_store_dir, run_file, write_run_file
 from services.cli.cmd_sandbox import build_with_progress
-from services.cli.common import ConfigOption, CredentialsOption, console, load, run
+from services.cli.common import ConfigOption, CredentialsOption, console, load, run, setup_log
 from services.cli.registry import builders
+from services.harness.config import Credentials, Settings
+from services.harness.datalock import UP, DataDirBusy, DataDirLock
 from services.harness.host import Host, embedded_host
 from services.runner.config import RunnerConfig
 from services.harness.natsembedded import EmbeddedAuth
-from services.harness.natsserver import EmbeddedNats, free_port
+from services.harness.natsserver import EmbeddedNats, NatsServerError, free_port, stop_leftover
 from services.harness.natscallout import sandbox_identities
+from services.harness.natssupervise import supervise
 
 
 def up(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption,
        port: int = typer.Option(4222, help="embedded NATS client port (a free one if taken)")) -> None:
     """Run every service in this process; with no NATS URL configured, start the embedded nats-server."""
-    settings, creds = load(config, credentials, log_to_file=True)
+    settings, creds = load(config, credentials)
     available = builders()
     unknown = [s for s in settings.services if s not in available]
     if unknown:
         console.print(f"[red]configuration error[/red]: services: unknown {unknown}; available: {sorted(available)}")
         raise typer.Exit(2)
-    chosen = {name: available[name] for name in settings.services}
+    # One `up` per data directory, taken before anything is written (logs, image, configuration, run file).
+    try:
+        lock = DataDirLock(settings.data_dir).acquire(UP)
+    except DataDirBusy as exc:
+        console.print(f"[red]error[/red]: {exc}; stop it first, or give this one another data_dir")
+        raise typer.Exit(1) from None
+    with lock:
+        setup_log(settings, to_file=True)
+        _up(settings, creds, {name: available[name] for name in settings.services}, port)
+
+
+def _up(settings: Settings, creds: Credentials, chosen: dict, port: int) -> None:
     if "runner" in chosen:
         _ensure_sandbox_image(settings)
     if creds.run_token_key is None:
@@ -39,21 +55,37 @@ def up(config: Path | None = ConfigOption, credentials: Path | None = Credential
     if settings.nats.urls:
         host = Host(settings, creds, chosen, settings.nats.urls)
     else:
-        # Clients authenticate: every service as its own least-privilege user, sandboxes each as a user of the
-        # separate SANDBOX account confined to its own group (services/harness/natsauth.py).
-        server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always,
-                              auth=EmbeddedAuth(nats_store_dir(settings) / "auth.conf")).start()
+        try:
+            # We own the data directory: a nats-server still running on its store was left by a crashed `up`.
+            stop_leftover(nats_store_dir(settings))
+            # Clients authenticate: every service as its own least-privilege user, sandboxes each as a user of the
+            # separate SANDBOX account confined to its own group (services/harness/natsauth.py).
+            server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always,
+                                  auth=EmbeddedAuth(nats_store_dir(settings) / "auth.conf")).start()
+        except NatsServerError as exc:
+            console.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(1) from None
         host = embedded_host(settings, creds, chosen, server)
         write_run_file(settings, server.admin_url)
         console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})")
     console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
     try:
-        run(host.run_until_signalled())
+        run(_serve(host, server))
     finally:
         if server is not None:
             run_file(settings).unlink(missing_ok=True)
             server.stop()
         console.print("NanoClaw Bus stopped")
+
+
+async def _serve(host: Host, server: EmbeddedNats | None) -> None:
+    """The host until signalled, with the embedded server (if any) restarted whenever it dies."""
+    supervisor = asyncio.create_task(supervise(server), name="nats-supervisor") if server else None
+    try:
+        await host.run_until_signalled()
+    finally:
+        if supervisor is not None:
+            await cancel_and_wait([supervisor])
 
 
 def service(name: str = typer.Argument(..., help="service to run"),

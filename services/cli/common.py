@@ -30,9 +30,14 @@ def load(config: Path | None, credentials: Path | None = None, *, log_to_file: b
     except ConfigError as exc:
         console.print(f"[red]configuration error[/red]: {exc}")
         raise typer.Exit(2) from None
-    setup_logging(settings.log.level, Path(settings.data_dir) / "logs" if log_to_file else None,
-                  max_bytes=settings.log.file_max_bytes, backups=settings.log.file_backups, console=log_to_file)
+    setup_log(settings, to_file=log_to_file)
     return settings, creds
+
+
+def setup_log(settings: Settings, *, to_file: bool) -> None:
+    """``to_file``: JSON lines on the console and in ``<data_dir>/logs`` (long-running commands); else quiet."""
+    setup_logging(settings.log.level, Path(settings.data_dir) / "logs" if to_file else None,
+                  max_bytes=settings.log.file_max_bytes, backups=settings.log.file_backups, console=to_file)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -81,7 +81,9 @@ class Host:
                       identities="per service" if self.service_credentials else "shared")
 
     def checks(self) -> dict[str, dict[str, bool]]:
-        return {r.service.name: {"healthy": r.healthy, "ready": r.ready} for r in self.runners}
+        # Not ready while a service's connection is down (e.g. the embedded server restarting); nats-py
+        # reconnects by itself and readiness returns with the connection.
+        return {r.service.name: {"healthy": r.healthy, "ready": r.ready and r.nc.is_connected} for r in self.runners}
 
     async def stop(self) -> None:
         for r in reversed(self.runners):

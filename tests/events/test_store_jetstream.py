@@ -70,6 +70,23 @@ async def test_a_follow_goes_on_after_a_server_restart(nats_server, nc):
     assert seen == [1, 2, 3, 4, 5]
 
 
+async def test_a_follow_resumes_on_reconnecting_to_a_restarted_server_without_waiting_for_missed_heartbeats(nats_server, nc):
+    """With heartbeats a minute apart, silence would stall the follower for two minutes after a restart (as
+    `nanoclaw up` restarts a crashed embedded server): the reconnect itself recreates the lost consumer."""
+    await fill(nc, 3)
+    store = JetStreamEventStore(nc, replay_heartbeat=60)
+    seen = []
+    task = following(store, seen, until=5)
+    await eventually(lambda: seen == [1, 2, 3])
+    nats_server.kill()
+    nats_server.start()
+    await eventually(lambda: jetstream_ready(nc), timeout=20)
+    await fill(nc, 2, start=3)
+    async with asyncio.timeout(30):  # < 2 × 60 s: only the reconnect can have recreated the consumer
+        await task
+    assert seen == [1, 2, 3, 4, 5]
+
+
 async def test_a_message_lost_on_the_way_is_read_again_in_order(nc, monkeypatch):
     """A gap in the delivery sequence (a message dropped between server and reader) restarts the consumer after
     the last message queued, as nats-py's ordered consumer does."""
