@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -63,3 +64,22 @@ async def _on_error(exc: Exception) -> None:
 
 async def _on_reconnected() -> None:
     log.info("reconnected to NATS")
+
+
+async def subscriptions_registered(nc: Client) -> None:
+    """Return once the server has every subscription this connection made so far.
+
+    ``Client.flush()`` alone does not promise that in nats-py 2.16: a SUB waits in the client's pending buffer
+    for its flusher task, but flush's PING is written to the socket at once (``_send_subscribe`` vs
+    ``_send_ping`` in nats/aio/client.py), so the PONG can come back before the server has seen the SUB and a
+    request from another connection then gets "no responders". Letting the flusher empty the buffer first puts
+    the PING behind the SUBs.
+
+    Raises:
+        nats.errors.FlushTimeoutError: no PONG within nats-py's default flush timeout (s).
+    """
+    for _ in range(1000):  # bounded: under a publish storm the buffer may refill; the flush still follows
+        if not nc.pending_data_size or not nc.is_connected:
+            break
+        await asyncio.sleep(0)
+    await nc.flush()

@@ -118,7 +118,7 @@ class CalloutIssuer:
                 return
             nc = await connect_nats(self.urls, self.settings, self.credentials, name="nanoclaw-sandbox-auth")
             await nc.subscribe(AUTH_SUBJECT, cb=self._on_request)
-            await nc.flush()  # the subscription is registered before any sandbox can connect
+            await subscriptions_registered(nc)  # the subscription is registered before any sandbox can connect
             self._nc = nc
             log.info("answering the NATS auth callout for sandbox identities")
 

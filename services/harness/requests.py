@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from events.store.port import EventStore
 from events.tasks import cancel_and_wait
 from services.harness.logging import get_logger
+from services.harness.connect import subscriptions_registered
 from services.harness.emit import append_emit
 from services.harness.natsauth import IPC_PREFIX
 from services.harness.refusals import record_refusal
@@ -48,9 +49,9 @@ class RequestServer:
                 task.add_done_callback(self._inflight.discard)
             self._subs.append(await self.nc.subscribe(pattern, queue=f"svc_{self.service.name}", cb=serve))
         if self._subs:
-            # A round trip, so the server has the subscriptions before the service reports ready: otherwise a
-            # sandbox's first tool call right after start can get "no responders".
-            await self.nc.flush()
+            # The server has the subscriptions before the service reports ready: otherwise a sandbox's first
+            # tool call right after start can get "no responders".
+            await subscriptions_registered(self.nc)
 
     async def stop(self) -> None:
         for sub in self._subs:
