@@ -29,7 +29,7 @@ import nkeys
 from nats.aio.client import Client
 
 from services.harness.config import Credentials, NatsSettings
-from services.harness.connect import connect_nats
+from services.harness.connect import connect_nats, subscriptions_registered
 from services.harness.natsauth import RunIdentity, permissions, run_identity
 from services.harness.natsperms import SANDBOX_ACCOUNT
 
