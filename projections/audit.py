@@ -80,8 +80,9 @@ def table_checksum(db: sqlite3.Connection, table: str) -> tuple[int, str]:
 
 
 async def rebuild(store: EventStore, target: Path, projections: Sequence[Projection], *, force: bool = False,
-                  progress: Progress | None = None) -> int:
-    """Replay the whole log into a fresh database at ``target``. Built beside it and renamed at the end, so a
+                  progress: Progress | None = None, until: dict[str, int] | None = None) -> int:
+    """Replay the whole log (or, per projection, up to the stream sequence ``until[name]``: the as-of rebuild of
+    projections/asof.py) into a fresh database at ``target``. Built beside it and renamed at the end, so a
     failed rebuild leaves nothing half-written. Returns the number of events applied.
 
     Raises:
@@ -100,7 +101,7 @@ async def rebuild(store: EventStore, target: Path, projections: Sequence[Project
         try:
             runner = ProjectionRunner(db, projections, store)
             runner.prepare()
-            applied = await runner.catch_up(progress=progress)
+            applied = await runner.catch_up(until=until, progress=progress)
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()

@@ -12,11 +12,14 @@ from rich.table import Table
 from projections.audit import AuditError, VerifyReport, rebuild as do_rebuild, verify_report
 from projections.catalog import all_projections
 from projections.sqlite import SkippedMessage, skipped_messages
+from services.cli import cmd_audit_log
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
 from services.projector.service import read_model_path
 
 app = typer.Typer(help="Replay the event log for audits.", no_args_is_help=True)
+app.command()(cmd_audit_log.show)
+app.command()(cmd_audit_log.export)
 
 
 def _progress() -> Progress:
@@ -25,11 +28,25 @@ def _progress() -> Progress:
 
 
 @app.command()
-def rebuild(db: Path = typer.Option(..., "--db", help="path of the fresh database to write"),
+def rebuild(db: Path | None = typer.Option(None, "--db", help="path of the fresh database to write"),
+            as_of: str | None = typer.Option(None, "--as-of", help="as the read models were at this time (ISO 8601)"),
+            until_seq: int | None = typer.Option(None, "--until-seq", help="as they were after this stream sequence"),
+            out_dir: Path | None = typer.Option(None, "--out", help="directory for an --as-of/--until-seq rebuild"),
             force: bool = typer.Option(False, help="replace an existing file"),
             config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
-    """Replay the whole log into a fresh read-model database."""
+    """Replay the whole log into a fresh read-model database (--db PATH), or every projection as it was at a
+    past moment (--as-of TIME or --until-seq N) into --out DIR (never over the live read models)."""
     settings, creds = load(config, credentials)
+    if as_of is not None or until_seq is not None or out_dir is not None:
+        if (as_of is None) == (until_seq is None) or out_dir is None or db is not None:
+            console.print("[red]error[/red]: a past moment takes exactly one of --as-of TIME or --until-seq N, "
+                          "and --out DIR (not --db)")
+            raise typer.Exit(2)
+        return cmd_audit_log.rebuild_as_of_command(settings, creds, out_dir, as_of=as_of, until_seq=until_seq,
+                                                   force=force)
+    if db is None:
+        console.print("[red]error[/red]: give --db PATH (the whole log), or --as-of/--until-seq with --out DIR")
+        raise typer.Exit(2)
 
     async def go() -> int:
         async with bus(settings, creds, name="nanoclaw-audit") as (_nc, store):
