@@ -22,6 +22,8 @@ from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsserver import EmbeddedNats, NatsServerError, free_port, stop_leftover
 from services.harness.natscallout import sandbox_identities
 from services.harness.natssupervise import supervise
+from services.harness.natsperms import READER
+from services.cli.reader import clear_reader_url, reader_dir, reader_password, write_reader_url
 
 
 def up(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption,
@@ -60,20 +62,27 @@ def _up(settings: Settings, creds: Credentials, chosen: dict, port: int) -> None
             stop_leftover(nats_store_dir(settings))
             # Clients authenticate: every service as its own least-privilege user, sandboxes each as a user of the
             # separate SANDBOX account confined to its own group (services/harness/natsauth.py).
+            # The read-only reader keeps its password across starts: outside subscribers hold it (docs/events.md).
+            auth = EmbeddedAuth(nats_store_dir(settings) / "auth.conf",
+                                kept={READER: reader_password(settings.data_dir)})
             server = EmbeddedNats(nats_store_dir(settings), port=_port(port), sync_always=settings.nats.sync_always,
-                                  auth=EmbeddedAuth(nats_store_dir(settings) / "auth.conf")).start()
+                                  auth=auth).start()
         except NatsServerError as exc:
             console.print(f"[red]error[/red]: {exc}")
             raise typer.Exit(1) from None
         host = embedded_host(settings, creds, chosen, server)
         write_run_file(settings, server.admin_url)
-        console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})")
+        write_reader_url(settings.data_dir, server.url)
+        console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)}); outside tools: "
+                      f"read-only user {READER!r}, credentials in {reader_dir(settings.data_dir)} "
+                      "(`nanoclaw events credentials`)")
     console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
     try:
         run(_serve(host, server))
     finally:
         if server is not None:
             run_file(settings).unlink(missing_ok=True)
+            clear_reader_url(settings.data_dir)
             server.stop()
         console.print("NanoClaw Bus stopped")
 

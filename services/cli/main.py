@@ -9,6 +9,7 @@ from services.cli import cmd_gov
 from services.cli import cmd_ext
 from services.cli import cmd_deploy, cmd_init
 from services.cli import cmd_tasks
+from services.cli import cmd_events_contract
 
 app = typer.Typer(name="nanoclaw", help="NanoClaw Bus: a personal Claude assistant on an event-sourced message bus.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -22,6 +23,8 @@ app.add_typer(cmd_gov.app, name="gov")
 app.add_typer(cmd_ext.app, name="ext")
 app.add_typer(cmd_whatsapp.app, name="whatsapp")
 app.add_typer(cmd_events.app, name="events")
+cmd_events.app.command()(cmd_events_contract.asyncapi)
+cmd_events.app.command()(cmd_events_contract.credentials)
 app.add_typer(cmd_audit.app, name="audit")
 app.add_typer(cmd_sandbox.app, name="sandbox")
 app.add_typer(cmd_deploy.app, name="deploy")

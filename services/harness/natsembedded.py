@@ -46,11 +46,21 @@ class EmbeddedAuth:
         path: the included file (``auth.conf`` beside the generated server configuration).
         identities: the users of account ``NC`` besides ``admin`` and ``sandbox-auth`` (default: every service
             and the reader).
+        kept: passwords that stay the same across starts, by identity (`up` keeps the reader's, which outside
+            tools hold: services/cli/reader.py).
+
+    Raises:
+        KeyError: ``kept`` names an identity this server does not have.
     """
 
-    def __init__(self, path: Path, identities: Iterable[str] = (*SERVICE_ACCESS, READER)):
+    def __init__(self, path: Path, identities: Iterable[str] = (*SERVICE_ACCESS, READER),
+                 kept: dict[str, str] | None = None):
         self.path = Path(path)
         self.passwords = {name: secrets.token_urlsafe(32) for name in (ADMIN, *identities, CALLOUT)}
+        for name, password in (kept or {}).items():
+            if name not in self.passwords:
+                raise KeyError(f"{name!r} is not an identity of this server")
+            self.passwords[name] = password
         self._issuer_seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_ACCOUNT).decode()
         self._callout: CalloutIssuer | None = None
 
