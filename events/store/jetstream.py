@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import datetime, timezone
 from typing import AsyncIterator
 
@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
+from events.chain import chain_headers, message_link
 from events.envelope import HDR_VERSION, AggregateRef, Commit, RecordedCommit, decode_events
 from events.errors import ConcurrencyError, EventStoreError, InvalidEvent
 from events.store.port import AppendResult, Head, RawMessage
@@ -34,6 +35,7 @@ _EXPECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _EXPECT_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 _WAIT_S = 1.0  # a replay with nothing queued looks at its consumer's health this often (s)
 _STALL_S = 0.5  # a wait that overran by more than this (s): the event loop was blocked, not the consumer silent
+_LINKS_KEPT = 10_000  # aggregates whose last chain link an event store remembers (≈200 bytes each)
 
 
 class JetStreamEventStore:
@@ -56,12 +58,17 @@ class JetStreamEventStore:
         self._timeout = timeout
         self._load_batch = load_batch
         self._replay_heartbeat = replay_heartbeat
+        # aggregate subject -> (stream seq, chain link) of its last commit this store saw (appended or loaded)
+        self._links: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
     async def append(self, commit: Commit, *, expected_seq: int) -> AppendResult:
-        subject, headers, body = append_message(commit, expected_seq=expected_seq)
+        key = commit.aggregate.subject()
+        prev = await self._link_at(key, expected_seq)
+        subject, headers, body = append_message(commit, expected_seq=expected_seq, prev_link=prev)
         try:
             ack = await self._js.publish(subject, body, headers=headers, stream=self._stream)
         except BadRequestError as exc:
+            self._links.pop(key, None)
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 return await self._resolve_conflict(commit, expected_seq, exc)
             raise EventStoreError(f"stream {self._stream} refused the commit to {commit.aggregate}: {exc.description}") from exc
@@ -72,7 +79,36 @@ class JetStreamEventStore:
                 f"no ack for the commit to {commit.aggregate} within {self._timeout}s "
                 f"(NATS unreachable, JetStream down, or publishing to {subject} not permitted)"
             ) from exc
+        if ack.duplicate:  # the stored message is an earlier attempt's, whose chain headers may differ
+            self._links.pop(key, None)
+        else:
+            self._remember(key, ack.seq, headers)
         return AppendResult(ack.seq, bool(ack.duplicate))
+
+    async def _link_at(self, key: str, seq: int) -> str:
+        """The chain link of the aggregate's commit at stream ``seq`` ("" for a new aggregate): from memory when
+        this store appended or loaded it last, else one direct get. Linking to the message at the *expected*
+        sequence is what makes the chain right under concurrent writers: the server stores the commit only if
+        that message is still the aggregate's last (events/chain.py)."""
+        if seq == 0:
+            return ""
+        known = self._links.get(key)
+        if known is not None and known[0] == seq:
+            return known[1]
+        try:
+            msg = await self._js.get_msg(self._stream, seq, direct=True)
+        except NotFoundError:
+            return ""  # the commit would be refused anyway: the aggregate has no message at ``seq``
+        except nats.errors.TimeoutError as exc:
+            raise EventStoreError(f"direct get of seq {seq} on {self._stream}: no answer within {self._timeout}s") from exc
+        return message_link(msg.subject or "", msg.headers, msg.data or b"")
+
+    def _remember(self, key: str, seq: int, headers: dict[str, str] | None, body: bytes = b"",
+                  subject: str = "") -> None:
+        self._links[key] = (seq, message_link(subject, headers, body))
+        self._links.move_to_end(key)
+        while len(self._links) > _LINKS_KEPT:
+            self._links.popitem(last=False)
 
     async def _resolve_conflict(self, commit: Commit, expected_seq: int, exc: Exception) -> AppendResult:
         """The server checks the expected sequence *before* de-duplication, so a retried publish whose first
@@ -89,8 +125,12 @@ class JetStreamEventStore:
 
     async def load(self, aggregate: AggregateRef, *, after_seq: int = 0) -> list[RecordedCommit]:
         out: list[RecordedCommit] = []
+        last = None
         async for raw in self._direct_get_batches(aggregate.subject(), after_seq + 1):
             out.append(RecordedCommit(raw.seq, raw.subject, decode_events(raw.data), raw.stored_at))
+            last = raw
+        if last is not None:  # the next save of this aggregate links to it without asking the server
+            self._remember(aggregate.subject(), last.seq, last.headers, last.data, last.subject)
         return out
 
     async def _direct_get_batches(self, subject: str, start_seq: int) -> AsyncIterator[RawMessage]:
@@ -347,10 +387,13 @@ class _OrderedReplay:
         await self._unsubscribe()
 
 
-def append_message(commit: Commit, *, expected_seq: int) -> tuple[str, dict[str, str], bytes]:
+def append_message(commit: Commit, *, expected_seq: int, prev_link: str = "") -> tuple[str, dict[str, str], bytes]:
     """``(subject, headers, body)`` that :meth:`JetStreamEventStore.append` publishes for ``commit``: the
-    commit's own message plus the optimistic-concurrency headers (bench/ publishes the same messages in bulk)."""
+    commit's own message plus the optimistic-concurrency headers and the chain headers linking it to
+    ``prev_link``, the link of the aggregate's commit at ``expected_seq`` ("" for a new aggregate;
+    events/chain.py). bench/ publishes the same messages in bulk."""
     subject, headers, body = commit.encode()
+    headers.update(chain_headers(prev_link, subject, headers, body))
     headers[_EXPECT_SEQ] = str(expected_seq)
     headers[_EXPECT_SUBJECT] = commit.aggregate.subject()
     return subject, headers, body
