@@ -9,10 +9,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from events.chain import ChainVerifier
 from projections.audit import AuditError, VerifyReport, rebuild as do_rebuild, verify_report
 from projections.catalog import all_projections
 from projections.sqlite import SkippedMessage, skipped_messages
-from services.cli import cmd_audit_log
+from services.cli import cmd_audit_chain, cmd_audit_log
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
 from services.projector.service import read_model_path
@@ -83,26 +84,46 @@ def _skipped_table(skipped: list[SkippedMessage], recorded_by: dict[int, set[str
 
 @app.command()
 def verify(db: Path | None = typer.Option(None, "--db", help="live database (default: the projections service's)"),
+           log_only: bool = typer.Option(False, "--log-only", help="check the log's hash chain only"),
+           checkpoint: Path | None = typer.Option(None, "--checkpoint",
+                                                  help="compare with the digests recorded in this file"),
+           record: Path | None = typer.Option(None, "--record-checkpoint",
+                                              help="append this run's digest to this file when all is clean"),
            config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
-    """Rebuild into a temporary database and compare it with the live read models, table by table; list the
-    messages of the log that were skipped. Exit 1 if a table differs or a skipped message has no
-    MessageDeadLettered record; skipped messages that are recorded are reported and pass (they stay in the
-    immutable log forever)."""
+    """Check the log's hash chain (naming the first message altered, missing or out of order; with --checkpoint,
+    also that the log up to each recorded digest is unchanged), then rebuild into a temporary database and
+    compare it with the live read models, table by table; list the messages of the log that were skipped. Exit 1
+    if the chain is broken, a table differs or a skipped message has no MessageDeadLettered record; skipped
+    messages that are recorded are reported and pass (they stay in the immutable log forever)."""
     settings, creds = load(config, credentials)
     live = db or read_model_path(settings.data_dir)
+    try:
+        checkpoints = cmd_audit_chain.read_checkpoints(checkpoint) if checkpoint else []
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error[/red]: --checkpoint: {exc}")
+        raise typer.Exit(2) from None
 
-    async def go() -> VerifyReport:
+    async def go() -> tuple[ChainVerifier, VerifyReport | AuditError | None]:
         async with bus(settings, creds, name="nanoclaw-audit") as (_nc, store):
+            chain = await cmd_audit_chain.check_chain(store, checkpoints, await store.last_seq())
+            if log_only:
+                return chain, None
             with _progress() as bar:
                 task = bar.add_task("verifying", total=await store.last_seq())
-                return await verify_report(store, live, all_projections(),
-                                           progress=lambda _n, seq: bar.update(task, completed=seq))
+                try:
+                    return chain, await verify_report(store, live, all_projections(),
+                                                      progress=lambda _n, seq: bar.update(task, completed=seq))
+                except AuditError as exc:  # the chain's result is still worth printing
+                    return chain, exc
 
-    try:
-        report = run(go())
-    except AuditError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from None
+    chain, report = run(go())
+    chain_ok = cmd_audit_chain.report(chain, checkpoints)
+    if isinstance(report, AuditError):
+        console.print(f"[red]error[/red]: {report} (--log-only checks the log alone)")
+        raise typer.Exit(2)
+    if report is None:
+        _after_chain(chain, chain_ok, record)
+        return
     table = Table("table", "live rows", "rebuilt rows", "checksum", "result")
     for c in report.tables:
         table.add_row(c.table, str(c.live_rows), str(c.rebuilt_rows), c.live_checksum[:12],
@@ -121,5 +142,17 @@ def verify(db: Path | None = typer.Option(None, "--db", help="live database (def
                   "records them: is it running?[/red]")
     if not report.ok:
         raise typer.Exit(1)
-    out.print(f"audit verify: clean ({len(report.tables)} tables match the log"
-              + ("; every skipped message is recorded as dead-lettered)" if report.skipped else ")"))
+    if chain_ok:
+        out.print(f"audit verify: clean ({len(report.tables)} tables match the log"
+                  + ("; every skipped message is recorded as dead-lettered)" if report.skipped else ")"))
+    _after_chain(chain, chain_ok, record)
+
+
+def _after_chain(chain: ChainVerifier, ok: bool, record: Path | None) -> None:
+    """Exit 1 on a broken chain; else record the checkpoint when asked."""
+    if not ok:
+        raise typer.Exit(1)
+    if record is not None:
+        cmd_audit_chain.record_checkpoint(record, chain.checkpoint)
+        out.print(f"checkpoint seq {chain.checkpoint.seq} recorded in {record} (keep a copy off this machine)",
+                  markup=False, highlight=False)
