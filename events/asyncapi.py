@@ -25,6 +25,7 @@ import yaml
 
 import events.catalogue  # noqa: F401  (registers every event type)
 from events.catalogue.base import EventPayload, all_event_types
+from events.chain import HDR_CHAIN, HDR_CHAIN_PREV
 from events.envelope import CONTENT_TYPE, HDR_TYPES, HDR_VERSION, CloudEvent
 from events.subjects import DEAD_LETTER_PREFIX, EVENT_PREFIX
 
@@ -60,6 +61,10 @@ def _headers() -> dict[str, Any]:
         HDR_VERSION: {"type": "string", "pattern": "^[1-9][0-9]*$",
                       "description": "the aggregate's version after this commit (decimal)"},
         HDR_TYPES: {"type": "string", "description": "comma-separated event types of the commit, in order"},
+        HDR_CHAIN_PREV: {"type": "string", "pattern": "^([0-9a-f]{64})?$",
+                         "description": "chain link of the aggregate's previous commit (empty for its first)"},
+        HDR_CHAIN: {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                    "description": "this commit's chain link (docs/audit.md, \"Tamper evidence\")"},
     }}
 
 
