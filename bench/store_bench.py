@@ -40,6 +40,7 @@ from events.aggregate import NcAggregate
 from events.catalogue.base import EventPayload
 from events.envelope import AggregateRef, Commit, new_commit
 from events.repository import Repository
+from events.chain import HDR_CHAIN
 from events.store.jetstream import JetStreamEventStore, append_message
 from events.store.streams import StreamSettings, ensure_streams
 from events.subjects import EVENT_STREAM
@@ -204,11 +205,14 @@ async def populate(nc, aggregates: int, per_aggregate: int, note: str, report: R
     js = nc.jetstream(publish_async_max_pending=8192)
     ids = [f"agg-{i}" for i in range(aggregates)]
     last = [0] * aggregates
+    links = [""] * aggregates  # each aggregate's last chain link, as the store remembers it (events/chain.py)
     t0 = time.perf_counter()
     for version in range(per_aggregate):
         futures = []
         for i, agg in enumerate(ids):
-            subject, headers, body = append_message(make_commit(agg, version, version, note), expected_seq=last[i])
+            subject, headers, body = append_message(make_commit(agg, version, version, note), expected_seq=last[i],
+                                                    prev_link=links[i])
+            links[i] = headers[HDR_CHAIN]
             futures.append(await js.publish_async(subject, body, headers=headers, stream=EVENT_STREAM))
         for i, ack in enumerate(await asyncio.gather(*futures)):
             last[i] = ack.seq
