@@ -26,7 +26,7 @@ from events.envelope import CloudEvent, decode_events
 from events.errors import InvalidEvent
 from events.store.port import RawMessage
 from events.subjects import EVENT_STREAM
-from projections.asof import StoredAt, parse_time, seq_at
+from projections.asof import AsOfError, StoredAt, parse_time, seq_at
 
 _UNSAFE = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
 
@@ -64,7 +64,7 @@ def js_stored_at(nc: Client, stream: str = EVENT_STREAM) -> StoredAt:
         except NotFoundError:
             return None
         except nats.errors.TimeoutError as exc:
-            raise nats.errors.TimeoutError(f"direct get of seq {seq} on {stream} timed out") from exc
+            raise AsOfError(f"no answer to a direct get of seq {seq} on {stream} (is the stream reachable?)") from exc
         return msg.time
     return stored_at
 
@@ -89,16 +89,15 @@ class Bound:
 async def seq_range(start: Bound | None, end: Bound | None, last_seq: int, stored_at: StoredAt) -> tuple[int, int]:
     """``(first, last)`` stream sequences (both included) a ``--from``/``--to`` pair selects: from the first message
     stored at/after the start time, to the last stored at/before the end time. ``first > last`` means nothing."""
-    first = 1
-    if start is not None:
-        if start.seq is not None:
-            first = max(start.seq, 1)
-        else:
-            assert start.time is not None
-            first = await _last_before(start.time, last_seq, stored_at) + 1
-    last = last_seq
-    if end is not None:
-        last = min(end.seq, last_seq) if end.seq is not None else await seq_at(end.time, last_seq, stored_at)  # type: ignore[arg-type]
+    first, last = 1, last_seq
+    if start is not None and start.seq is not None:
+        first = max(start.seq, 1)
+    elif start is not None and start.time is not None:
+        first = await _last_before(start.time, last_seq, stored_at) + 1
+    if end is not None and end.seq is not None:
+        last = min(end.seq, last_seq)
+    elif end is not None and end.time is not None:
+        last = await seq_at(end.time, last_seq, stored_at)
     return first, last
 
 

@@ -43,12 +43,12 @@ def rebuild_as_of_command(settings: Settings, creds: Credentials, out_dir: Path,
     async def go() -> AsOfResult:
         async with bus(settings, creds, name="nanoclaw-audit") as (nc, store):
             last = await store.last_seq()
-            upto = until_seq if when is None else await seq_at(when, last, js_stored_at(nc))
+            upto = await seq_at(when, last, js_stored_at(nc)) if when is not None else until_seq or 0
             with _bar("rebuilding") as bar:
-                task = bar.add_task("rebuilding", total=min(max(upto or 0, 0), last))
-                return await rebuild_as_of(store, out_dir, all_projections(), until_seq=upto or 0,
+                task = bar.add_task("rebuilding", total=max(min(upto, last), 0))
+                return await rebuild_as_of(store, out_dir, all_projections(), until_seq=upto,
                                            live_db=read_model_path(settings.data_dir), force=force,
-                                           progress=lambda _n, seq: bar.update(task, completed=min(seq, upto or 0)))
+                                           progress=lambda _n, seq: bar.update(task, completed=min(seq, upto)))
 
     try:
         result = run(go())
@@ -146,6 +146,10 @@ def export(target: Path = typer.Argument(..., help="file to write (replaced only
 
     try:
         written, first, last = run(go())
+    except AuditError as exc:
+        writer.abort()
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
     except BaseException:
         writer.abort()
         raise
