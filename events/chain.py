@@ -81,9 +81,10 @@ def aggregate_key(subject: str) -> str:
 
 @dataclass(frozen=True)
 class Finding:
-    """A problem at stream sequence ``seq``: ``kind`` is ``altered`` (content or chain headers changed),
-    ``missing`` (a predecessor is not in the log before it: dropped, or moved after it), ``out of order`` (it
-    links to a commit that is not its aggregate's last: reordered, or duplicated), ``gap`` (stream sequences
+    """A problem at stream sequence ``seq``: ``kind`` is ``altered`` (content or chain headers changed, or it
+    links to another version of its predecessor than the log's), ``missing`` (a predecessor is not in the log
+    before it: dropped, or moved after it), ``out of order`` (it follows an older version than its aggregate
+    has reached: reordered, or duplicated), ``gap`` (stream sequences
     missing), ``checkpoint`` (the log up to a recorded checkpoint is not what it was) or ``unchained`` (no chain
     headers: written before the chain existed or past our store; reported, not a failure)."""
 
@@ -109,8 +110,8 @@ class ChainVerifier:
     """Feed every message of the stream in order (:meth:`feed`), then read :attr:`findings`. ``checkpoints``:
     digests recorded earlier, each compared when its sequence is reached.
 
-    Memory: one (sequence, link, version) per aggregate, plus the set of links seen per aggregate (to tell a
-    reordered commit from a dropped one): O(commits) hashes, ≈100 bytes each.
+    Memory: one (sequence, link, version) per aggregate (≈200 bytes each); reordered and dropped commits are
+    told apart by the aggregate versions in the headers.
     """
 
     checkpoints: Iterable[Checkpoint] = ()
@@ -121,8 +122,7 @@ class ChainVerifier:
     chained: int = 0
 
     def __post_init__(self) -> None:
-        self._heads: dict[str, tuple[int, str, int]] = {}
-        self._seen: dict[str, dict[str, int]] = {}
+        self._heads: dict[str, tuple[int, str, int]] = {}  # aggregate -> (seq, link, version) of its newest commit
         self._expect = {c.seq: c.digest for c in self.checkpoints}
 
     @property
@@ -140,27 +140,19 @@ class ChainVerifier:
         self.messages += 1
         key = aggregate_key(subject)
         head = self._heads.get(key)
-        seen = self._seen.setdefault(key, {})
-        version = _int(hdrs.get(_VERSION))
+        head_seq, head_link, head_version = head if head else (0, "", 0)
+        version = _int(hdrs.get(_VERSION)) or head_version
         if HDR_CHAIN in hdrs:
             self.chained += 1
             prev = hdrs.get(HDR_CHAIN_PREV, "")
             self._check_link(seq, subject, hdrs, body, prev)
-            expected = head[1] if head else ""
-            if prev != expected:
-                if prev in seen or (prev == "" and head):
-                    to = f"the commit at seq {seen[prev]}" if prev else "nothing (a first commit)"
-                    self.findings.append(Finding(seq, "out of order", f"{key} v{version}: links to {to}, but the "
-                                                 f"aggregate's last commit is at seq {head[0] if head else '?'}"))
-                else:
-                    before = f"after seq {head[0]} " if head else ""
-                    self.findings.append(Finding(seq, "missing", f"{key} v{version}: its predecessor "
-                                                 f"({prev[:12] or 'none'}…) is not in the log {before}before it"))
+            if prev != head_link:
+                self.findings.append(self._misplaced(seq, key, version, len(hdrs.get(_TYPES, "").split(",")),
+                                                     head_seq, head_version))
         else:
             self.findings.append(Finding(seq, "unchained", f"{subject}: no {HDR_CHAIN} header"))
-        own = message_link(subject, hdrs, body)
-        self._heads[key] = (seq, own, version)
-        seen.setdefault(own, seq)
+        if head is None or version >= head_version:  # an older commit seen late does not move the head back
+            self._heads[key] = (seq, message_link(subject, hdrs, body), version)
         self.digest = hashlib.sha256(f"{self.digest}|{seq}|{content_digest(subject, hdrs, body)}".encode()).hexdigest()
         self.last_seq = seq
         expected_digest = self._expect.get(seq)
@@ -174,6 +166,20 @@ class ChainVerifier:
             if seq > self.last_seq:
                 self.findings.append(Finding(seq, "checkpoint", f"a checkpoint was recorded at seq {seq}, but the "
                                              f"log ends at seq {self.last_seq}"))
+
+    @staticmethod
+    def _misplaced(seq: int, key: str, version: int, events: int, head_seq: int, head_version: int) -> Finding:
+        """A commit whose ``Nc-Chain-Prev`` is not its aggregate's newest commit so far, told apart by versions:
+        it follows an older version (reordered or duplicated), a newer one (a predecessor is missing), or the
+        right version with another hash (that predecessor, or this commit, was rewritten)."""
+        base = version - events
+        where = f"the aggregate is at v{head_version}" + (f" (seq {head_seq})" if head_seq else "")
+        if base < head_version:
+            return Finding(seq, "out of order", f"{key} v{version}: follows v{base}, but {where}")
+        if base > head_version:
+            return Finding(seq, "missing", f"{key} v{version}: follows v{base}, but {where}: "
+                           f"v{head_version + 1}..v{base} are not in the log before it")
+        return Finding(seq, "altered", f"{key} v{version}: links to another v{base} than the one at seq {head_seq}")
 
     def _check_link(self, seq: int, subject: str, hdrs: Mapping[str, str], body: bytes, prev: str) -> None:
         expected = link(prev, subject, hdrs.get(_MSG_ID, ""), hdrs.get(_VERSION, ""), hdrs.get(_TYPES, ""), body)
