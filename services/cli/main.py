@@ -9,11 +9,12 @@ from services.cli import cmd_gov
 from services.cli import cmd_ext
 from services.cli import cmd_deploy, cmd_init
 from services.cli import cmd_tasks
+from services.cli import cmd_service
 
 app = typer.Typer(name="nanoclaw", help="NanoClaw Bus: a personal Claude assistant on an event-sourced message bus.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.command()(cmd_up.up)
-app.command()(cmd_up.service)
+app.add_typer(cmd_service.app, name="service")
 app.command()(cmd_doctor.doctor)
 app.command()(cmd_chat.chat)
 app.add_typer(cmd_groups.app, name="groups")
