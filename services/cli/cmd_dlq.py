@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
@@ -51,8 +52,8 @@ def list_(all_: bool = typer.Option(False, "--all", help="also retried, dropped 
     for column in ("id", "state", "when", "service", "event type", "subject", "error"):
         table.add_column(column, overflow="fold")
     for d in shown:
-        table.add_row(escape(d.id), d.state, escape(d.at), escape(d.service), escape(event_type_of(d.subject)),
-                      escape(d.subject), escape(d.error))
+        table.add_row(Text(d.id), d.state, Text(d.at), Text(d.service), Text(event_type_of(d.subject)),
+                      Text(d.subject), Text(d.error))
     out.print(table)
 
 
@@ -74,14 +75,14 @@ def show(dead_letter: str = IdArgument,
                          ("when", letter.at), ("subject", letter.subject), ("event type", event_type_of(letter.subject)),
                          ("stream seq", letter.stream_seq), ("deliveries", letter.deliveries), ("error", letter.error),
                          ("kept in NC_DLQ", letter.dead_letter_seq)):
-        out.print(f"[bold]{label}:[/bold] {escape(str(value))}", soft_wrap=True, highlight=False)
+        out.print(f"[bold]{label}:[/bold] {escape(str(value))}", soft_wrap=True, highlight=False, emoji=False)
     for event_type, at, by in letter.history:
-        out.print(f"  {escape(at)} {event_type}{escape(f' by {by}') if by else ''}", highlight=False)
+        out.print(f"  {escape(at)} {event_type}{escape(f' by {by}') if by else ''}", highlight=False, emoji=False)
     if kept is None:
         out.print("[yellow]no copy in NC_DLQ[/yellow]")
         return
     out.print(f"[bold]body[/bold] ({len(body)} bytes{', truncated' if truncated else ''}):")
-    out.print(text, markup=False, highlight=False, soft_wrap=True)
+    out.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
 @app.command()

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from projections.queue_stats import QueueSnapshot, QueueStats, snapshot
 from projections.run_failures import RunFailures, failure_counts, recent_failures
@@ -34,7 +34,7 @@ def status(as_json: bool = JsonOption, config: Path | None = ConfigOption,
     for column in ("group", "waiting", "running", "retries", "abandons"):
         table.add_column(column, justify="left" if column == "group" else "right", overflow="fold")
     for g in snap.groups:
-        table.add_row(escape(g.group_folder), str(g.waiting), str(g.running), str(g.retries), str(g.abandons))
+        table.add_row(Text(g.group_folder), str(g.waiting), str(g.running), str(g.retries), str(g.abandons))
     table.add_row("[bold]total[/bold]", str(snap.depth), str(snap.running), str(snap.retries), str(snap.abandons))
     out.print(table)
     out.print(f"wait, turn request → run start: {_times(snap.wait.count, snap.wait.mean_s())}")
@@ -62,8 +62,8 @@ def failures(limit: int = typer.Option(20, help="how many, newest first"),
     for column in ("at", "what", "group", "chat", "run", "attempts", "detail"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(escape(r["at"]), r["what"], escape(r["group_folder"]), escape(r["chat_jid"]), escape(r["run_id"]),
-                      "" if r["attempts"] is None else str(r["attempts"]), escape(r["detail"]))
+        table.add_row(Text(r["at"]), r["what"], Text(r["group_folder"]), Text(r["chat_jid"]), Text(r["run_id"]),
+                      "" if r["attempts"] is None else str(r["attempts"]), Text(r["detail"]))
     out.print(table)
 
 

@@ -158,3 +158,35 @@ async def test_show_prints_a_hostile_body_escaped_and_bad_ids_are_named(nats_ser
         assert missing.returncode == 1 and "no dead letter pinger:999999" in missing.stderr
     finally:
         await runner.stop()
+
+
+async def test_status_shows_queue_depth_per_group_failures_and_open_dead_letters(nats_server, nc, js_store, tmp_path):
+    from events.catalogue.queue import RunAbandoned, RunQueued
+    from services.harness.emit import append_emit
+
+    runner = await start_pinger(nc, js_store, {"broken": True})
+    try:
+        await js_store.append(new_commit(AggregateRef("test", "dlqping", "p4"), [DlqPingSent(n=4)], version=0,
+                                         source="test"), expected_seq=0)
+        await dead_lettered(js_store, 1)
+    finally:
+        await runner.stop()
+    for n in (1, 2):
+        queued = RunQueued(run_id=f"r{n}", chat_jid="term:work", group_folder="work", prompt="<messages/>", turn_id=f"t{n}")
+        await append_emit(js_store, Emit.append("default", queued), source="test", msg_id=f"q{n}")
+    abandoned = RunAbandoned(chat_jid="term:work", group_folder="work", run_id="r0", attempts=5, reason="gave up [:a:]")
+    await append_emit(js_store, Emit.append("default", abandoned), source="test", msg_id="ab")
+
+    status = await nanoclaw(tmp_path, nats_server, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    [snap] = ndjson(status.stdout)
+    assert snap["queue"]["depth"] == 2 and snap["queue"]["abandons"] == 1
+    assert snap["queue"]["groups"] == [{"group_folder": "work", "waiting": 2, "running": 0, "retries": 0, "abandons": 1}]
+    assert snap["failures"] == {"abandoned": 1} and snap["dead_letters_open"] == 1
+    readable = await nanoclaw(tmp_path, nats_server, "status")
+    assert readable.returncode == 0 and "dead letters: 1 open" in readable.stdout and "work" in readable.stdout
+
+    failures = await nanoclaw(tmp_path, nats_server, "failures")
+    assert failures.returncode == 0 and "gave up [:a:]" in failures.stdout, failures.stdout  # escaped, not an emoji
+    [row] = ndjson((await nanoclaw(tmp_path, nats_server, "failures", "--json")).stdout)
+    assert row["what"] == "abandoned" and row["attempts"] == 5 and row["group_folder"] == "work"
