@@ -43,6 +43,13 @@ class Terminal:
         self._lock = threading.Lock()
         self._fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
         self._pending = b""
+        if interactive:
+            # Line editing and history for input(); also what lets show() redraw the line being typed
+            # (without readline, input() prompts on stderr and nothing knows the typed text).
+            try:
+                import readline  # noqa: F401, PLC0415
+            except ImportError:  # pragma: no cover - platform without readline
+                pass
 
     def read_line(self) -> str | None:
         """One line from stdin (blocking: call in a thread); None at end of input."""
