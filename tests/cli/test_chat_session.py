@@ -12,6 +12,7 @@ import threading
 import nats
 
 from events.catalogue.chat import OutboundMessageRequested
+from events.catalogue.queue import RunAbandoned
 from events.store.jetstream import JetStreamEventStore
 from events.store.streams import ensure_streams
 from services.harness.emit import append_emit
@@ -64,6 +65,17 @@ async def test_chat_m_without_a_reply_exits_three_with_one_clear_line(nats_serve
     stdout, stderr = await finished(proc, 60)
     assert proc.returncode == 3 and stdout == b""
     assert "error: no reply within 1 s" in stderr.decode() and "Traceback" not in stderr.decode()
+
+
+async def test_chat_m_exits_four_with_one_clear_line_when_the_queue_gives_up_on_the_message(nats_server, js_store, tmp_path):
+    proc = await start_chat(tmp_path, nats_server.url, "-m", "are you there?")
+    await received(js_store, 1)
+    gave_up = RunAbandoned(chat_jid="term:main", group_folder="main", run_id="r1", attempts=5, reason="5 failed runs")
+    await append_emit(js_store, Emit.append("default", gave_up), source="queue", msg_id="abandoned")
+    stdout, stderr = await finished(proc, 60)
+    assert proc.returncode == 4 and stdout == b""
+    assert "the assistant gave up on these messages after 5 attempts" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
 
 
 async def test_piped_lines_are_sent_one_by_one_each_after_the_previous_reply(nats_server, js_store, tmp_path):
