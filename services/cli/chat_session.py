@@ -31,7 +31,7 @@ from events.catalogue.types import iso_utc
 from events.envelope import CloudEvent, decode_events, utcnow
 from events.errors import EventStoreError, InvalidEvent
 from events.subjects import event_filter
-from services.cli.bus import bus
+from services.cli.bus import bus, running_embedded_url
 from services.cli.chat_terminal import Terminal
 from services.cli.cmd_groups import current_groups, register_group
 from services.cli.common import console
@@ -99,6 +99,10 @@ class ChatSession:
         connected = down_said = False
         while True:
             try:
+                if connected and not self.settings.nats.urls and running_embedded_url(self.settings) is None:
+                    # Not through bus(): finding no server, it would take the data directory's lock for a moment,
+                    # and an `up` starting at that instant would refuse to start.
+                    raise NatsUnavailable("the bus is not running")
                 async with bus(self.settings, self.creds, name="nanoclaw-chat", start_embedded=False) as (_nc, store):
                     if not connected:
                         await self._register(store)

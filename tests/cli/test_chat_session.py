@@ -193,3 +193,48 @@ def _drain(fd: int, into: bytearray) -> None:
         if not chunk:
             return
         into.extend(chunk)
+
+
+async def test_the_chat_follows_an_up_restart_to_its_new_port_and_new_passwords(tmp_path):
+    """`up` restarted: a new embedded server (fresh passwords, maybe another port) and a new run file. The chat
+    finds it through the run file, as it found the first one."""
+    from services.cli.bus import nats_store_dir, run_file, write_run_file
+    from services.harness.config import Credentials, NatsSettings, Settings
+    from services.harness.connect import connect_nats
+    from services.harness.natsembedded import EmbeddedAuth
+    from services.harness.natsperms import ADMIN
+
+    settings = Settings(data_dir=tmp_path / "data")
+    store_dir = nats_store_dir(settings)
+
+    async def start_up() -> tuple[EmbeddedNats, object]:
+        server = EmbeddedNats(store_dir, sync_always=False, auth=EmbeddedAuth(store_dir / "auth.conf")).start()
+        write_run_file(settings, server.admin_url)
+        nc = await connect_nats([server.url], NatsSettings(), server.auth.identity(ADMIN, Credentials()))
+        await ensure_streams(nc.jetstream())
+        return server, nc
+
+    server, nc = await start_up()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NANOCLAW_DATA_DIR": str(settings.data_dir)}
+    proc = await asyncio.create_subprocess_exec(*NANOCLAW, "chat", cwd=tmp_path, env=env, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"before the restart\n")
+        await proc.stdin.drain()
+        await received(JetStreamEventStore(nc), 1)
+        await nc.close()
+        server.stop()
+        run_file(settings).unlink()  # as `up` does when it stops
+        await eventually(lambda: _said(proc, b"the bus is down"), timeout=30)
+
+        server, nc = await start_up()
+        await reply(JetStreamEventStore(nc), "r1", "hello again")
+        proc.stdin.close()
+        stdout, stderr = await finished(proc, 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await nc.close()
+        server.stop()
+    assert proc.returncode == 0, stderr.decode()
+    assert stdout.decode() == "Andy: hello again\n" and "reconnected to the bus" in stderr.decode()
