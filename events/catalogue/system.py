@@ -13,7 +13,9 @@ class MessageDeadLettered(EventPayload):
     CloudEvents batch, an event type not in the catalogue, a payload that does not validate). Service
     ``projections`` records, once for the whole log, each message its read models skipped (docs/events.md,
     "Bad messages in the log"). The message itself is kept on ``nc.dlq.<service>`` at ``dead_letter_seq``;
-    ``stream_seq`` is its place in ``NC_EVENTS``. Aggregate id: the service name."""
+    ``stream_seq`` is its place in ``NC_EVENTS``. ``attempt``: 1 the first time; a message an operator retried
+    (``DeadLetterRetried``) that failed again is dead-lettered again with the next attempt, so the dead letter
+    ``<service>:<stream_seq>:<attempt>`` is unique per attempt. Aggregate id: the service name."""
 
     context = "system"
     aggregate = "deadletter"
@@ -24,6 +26,53 @@ class MessageDeadLettered(EventPayload):
     deliveries: int
     error: str
     dead_letter_seq: int | None = None
+    at: UtcTimestamp
+    attempt: int = 1
+
+
+class DeadLetterRetried(EventPayload):
+    """An operator asked the owning ``service`` to handle a dead letter again (``nanoclaw dlq retry``): its harness
+    re-reads the original message from ``NC_EVENTS`` at ``stream_seq`` and hands it to its handlers, then records
+    ``DeadLetterRetrySucceeded`` or dead-letters it again as ``attempt + 1``. ``attempt`` is the dead letter's
+    attempt being retried; ``requested_by`` the operator (user name). Aggregate id: the service name."""
+
+    context = "system"
+    aggregate = "deadletter"
+
+    service: str
+    stream_seq: int
+    attempt: int
+    subject: str
+    requested_by: str
+    at: UtcTimestamp
+
+
+class DeadLetterRetrySucceeded(EventPayload):
+    """The retry of dead letter ``<service>:<stream_seq>:<attempt>`` was handled: its emits are stored.
+    Aggregate id: the service name."""
+
+    context = "system"
+    aggregate = "deadletter"
+
+    service: str
+    stream_seq: int
+    attempt: int
+    at: UtcTimestamp
+
+
+class DeadLetterDropped(EventPayload):
+    """An operator gave up on dead letter ``<service>:<stream_seq>:<attempt>`` (``nanoclaw dlq drop``): it is no
+    longer listed as open. The message stays in ``NC_EVENTS`` and ``NC_DLQ`` (nothing is deleted). Aggregate id:
+    the service name."""
+
+    context = "system"
+    aggregate = "deadletter"
+
+    service: str
+    stream_seq: int
+    attempt: int
+    reason: str | None = None
+    requested_by: str
     at: UtcTimestamp
 
 

@@ -130,6 +130,8 @@ def permissions_for(name: str) -> dict:
     publish = ["$JS.API.INFO", *_reading(EVENT_STREAM, durable), f"$JS.API.STREAM.INFO.{DEAD_LETTER_STREAM}",
                f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENT_STREAM}.{durable}", f"$JS.ACK.{EVENT_STREAM}.{durable}.>",
                *access.emits, _evt("system", "deadletter", encode_token(name), "MessageDeadLettered"),
+               # The outcome of an operator's `nanoclaw dlq retry` (services/harness/redrive.py).
+               _evt("system", "deadletter", encode_token(name), "DeadLetterRetrySucceeded"),
                _evt("system", "refusal", encode_token(name), "SandboxRequestRefused"),
                f"{DEAD_LETTER_PREFIX}.{name}", *access.requests]
     return {"publish": {"allow": publish, "deny": ADMIN_ONLY},

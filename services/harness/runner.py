@@ -33,6 +33,7 @@ from services.harness.emit import append_emit
 from services.harness.logging import bind_event, get_logger
 from services.harness.metrics import Metrics
 from services.harness.pull import PullConsumer
+from services.harness.redrive import Redriver
 from services.harness.requests import RequestServer
 from services.harness.service import Delivery, RetryLater, Service
 
@@ -118,6 +119,8 @@ class ServiceRunner:
                 await append_emit(self.store, emit, source=self.service.name, msg_id=f"start:{self.service.name}:{time.time_ns()}:{i}")
         if self.service.handlers:
             self._tasks.append(asyncio.create_task(self._consume(), name=f"{self.service.name}-consume"))
+            # `nanoclaw dlq retry`: the service re-handles its own dead letters (services/harness/redrive.py).
+            self._tasks.append(asyncio.create_task(Redriver(self).run(), name=f"{self.service.name}-redrive"))
         await self._requests.start()
         for task in self.service.tasks:
             t = asyncio.create_task(task(self.service.deps), name=f"{self.service.name}-task")

@@ -61,6 +61,18 @@ class TcpRelay:
         await self.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        """Relay one connection. Never ends *cancelled*: ``asyncio.start_server`` runs this as a task whose
+        done-callback calls ``task.exception()`` (CPython 3.11 ``asyncio/streams.py``,
+        ``StreamReaderProtocol.connection_made``), which raises ``CancelledError`` on a cancelled task, and the
+        loop then logs ``Exception in callback … relay.py … CancelledError`` (issue 16, seen when ``up`` stopped
+        with a live container). A cancel (``close()``, or the loop cancelling every task at shutdown) closes
+        both sides and ends the task normally; nothing awaits it but that callback."""
+        try:
+            await self._relay(client_r, client_w)
+        except asyncio.CancelledError:
+            pass
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)

@@ -20,6 +20,20 @@ from tests.cli.test_cli import NANOCLAW, REPO, cli
 from tests.support import eventually, has_at_least
 
 
+async def finished(proc, timeout: float) -> tuple[bytes, bytes]:
+    """Close ``proc``'s stdin (asyncio's ``communicate()`` does not) and wait for it; on timeout, interrupted and
+    failed with what it printed."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        async with asyncio.timeout(timeout):
+            return await proc.communicate()
+    except TimeoutError:
+        proc.send_signal(2)
+        stdout, stderr = await proc.communicate()
+        raise AssertionError(f"still running after {timeout} s; stdout: {stdout.decode()!r}; stderr: {stderr.decode()[-4000:]}")
+
+
 def env_for(server) -> dict[str, str]:
     return {"NANOCLAW_NATS__URLS": f'["{server.url}"]'}
 
@@ -66,9 +80,7 @@ async def test_terminal_chat_goes_through_the_bus_and_prints_the_reply(nats_serv
         out = AgentOutputProduced(run_id="r1", chat_jid="term:main", group_folder="main", text="Hi there!")
         await append_emit(store, Emit.new("r1", out), source="runner", msg_id="o1")
         await eventually(lambda: has_at_least(events_of(store, "MessageSent"), 1), timeout=30)
-        proc.stdin.write(b"/quit\n")
-        await proc.stdin.drain()
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        stdout, stderr = await finished(proc, 30)  # end of input: every line was answered
     await nc.close()
     assert proc.returncode == 0, stderr.decode()
     assert "Andy: Hi there!" in stdout.decode()
