@@ -7,6 +7,8 @@ so once the effect of an event appended after the suppressed failure is visible,
 
 from __future__ import annotations
 
+import asyncio
+
 from events.catalogue.broker import ModelCredentialFailed, ModelRequestRefused
 from events.catalogue.chat import MessageDeliveryFailed, MessageReceived, OutboundMessageRequested
 from events.catalogue.queue import RunAbandoned
@@ -70,6 +72,16 @@ async def test_with_interval_zero_every_failure_gets_its_notice(js_store, nc, tm
     await registered(js_store)
     async with running(build, context(nc, js_store, settings(tmp_path, router={"failure_notice_interval_s": 0}))):
         await abandon(js_store, "r1")
+        await abandon(js_store, "r2")
+        await eventually(lambda: has_at_least(notices(js_store), 2))
+
+
+async def test_a_failure_after_the_interval_gets_a_notice_again(js_store, nc, tmp_path):
+    await registered(js_store)
+    async with running(build, context(nc, js_store, settings(tmp_path, router={"failure_notice_interval_s": 0.5}))):
+        await abandon(js_store, "r1")
+        await eventually(lambda: has_at_least(notices(js_store), 1))
+        await asyncio.sleep(0.6)  # the interval is measured between the failure events' own times
         await abandon(js_store, "r2")
         await eventually(lambda: has_at_least(notices(js_store), 2))
 
