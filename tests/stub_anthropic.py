@@ -4,8 +4,9 @@ It answers ``POST /v1/messages`` with the SSE event sequence the CLI expects, ``
 /v1/messages/count_tokens`` with a fixed count, ``HEAD`` probes with 200 and everything else with 404
 (stack-notes §2.6, §2.10). Replies are scripted: each request pops the next step, or asks ``script(body)``.
 
-A step is ``("text", "Hello")`` or ``("tool_use", "mcp__nc__send_message", {"text": "hi"})``. When the script
-runs out, the stub answers ``("text", "ok")``. Every POST is recorded (path, headers, JSON body) so tests
+A step is ``("text", "Hello")``, ``("tool_use", "mcp__nc__send_message", {"text": "hi"})`` or ``("error", 401,
+"authentication_error", "invalid x-api-key")`` (an Anthropic-shaped JSON error with that HTTP status, as the API
+answers a rejected key). When the script runs out, the stub answers ``("text", "ok")``. Every POST is recorded (path, headers, JSON body) so tests
 can assert on what reached the upstream, e.g. the injected API key; ``seen`` lists every request line of any
 method (``("HEAD", "/api/hello")``), for asserting that nothing at all arrived.
 """
@@ -104,7 +105,11 @@ class StubAnthropic:
                     return self._reply_json(200, {"input_tokens": 42})
                 if not self.path.startswith("/v1/messages"):
                     return self._reply_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
-                self._stream(body, stub.next_step(body))
+                step = stub.next_step(body)
+                if step[0] == "error":
+                    _, status, kind, message = step
+                    return self._reply_json(status, {"type": "error", "error": {"type": kind, "message": message}})
+                self._stream(body, step)
 
             def _reply_json(self, status: int, obj: dict[str, Any]) -> None:
                 data = json.dumps(obj).encode()

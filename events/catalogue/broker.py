@@ -41,3 +41,21 @@ class ModelRequestRefused(EventPayload):
     reason: str
     spent_usd: float
     budget_usd: float
+
+
+class ModelCredentialFailed(EventPayload):
+    """The model proxy could not authenticate a run's call to the model API. ``problem``: ``missing`` (no Claude
+    credential is configured; nothing went upstream, ``status`` 0) or ``rejected`` (the API answered ``status``
+    401 or 403 to the configured credential). The sandbox gets 403 ``permission_error`` with ``x-should-retry:
+    false`` instead, because the Claude CLI retries 401 ten times over about three minutes (measured with CLI
+    2.1.332 against tests/stub_anthropic.py) and nothing but a new credential helps. The queue does not retry such
+    a run and the router tells the chat once (services/router/notices.py). Recorded once per run. Aggregate id:
+    the run id (``broker.credential/<run id>``), so "did this run fail on the credential?" is one direct get."""
+
+    context = "broker"
+    aggregate = "credential"
+
+    run_id: str
+    group_folder: str
+    problem: Literal["missing", "rejected"]
+    status: int = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -120,3 +120,60 @@ class AgentCursorRolledBack(EventPayload):
     turn_id: str
     cursor: str
     reason: str
+
+
+NoticeKind = Literal["run_abandoned", "credential_missing", "credential_rejected", "budget_refused",
+                     "message_dead_lettered"]
+"""What went wrong, for the chat notices of services/router/notices.py (each kind is rate-limited separately)."""
+
+
+class ChatNoticesOpened(EventPayload):
+    """The first event of a chat's notice ledger (committed with its first decision). Aggregate id: the chat JID
+    (``router.notices/<chat>``)."""
+
+    context = "router"
+    aggregate = "notices"
+
+    chat_jid: str
+
+
+class FailureNoticeRequested(EventPayload):
+    """The router told the chat about a failure: ``request_id`` is the ``OutboundMessageRequested`` carrying the
+    short notice, ``cause_event_id`` the failure event (``RunAbandoned``, ``ModelCredentialFailed``,
+    ``ModelRequestRefused``, ``MessageDeadLettered``). ``at`` is the cause's time: a later failure of the same
+    ``kind`` within ``router.failure_notice_interval_s`` of it gets no notice. Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "notices"
+
+    chat_jid: str
+    kind: NoticeKind
+    cause_event_id: str
+    request_id: str
+    at: UtcTimestamp
+
+
+class UndeliveredReplyNoted(EventPayload):
+    """A message the agent wrote to the chat could not be delivered (``MessageDeliveryFailed`` of request
+    ``request_id``): the agent is told at its next turn (NanoClaw issue #2423). ``text`` is the start of the
+    undelivered message, ``reason`` the channel's. Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "notices"
+
+    chat_jid: str
+    request_id: str
+    reason: str
+    text: str
+    at: UtcTimestamp
+
+
+class UndeliveredRepliesTold(EventPayload):
+    """The undelivered messages ``request_ids`` were named in the prompt of the chat's next turn (or follow-up),
+    so they are not named again. Aggregate id: the chat JID."""
+
+    context = "router"
+    aggregate = "notices"
+
+    chat_jid: str
+    request_ids: list[str]

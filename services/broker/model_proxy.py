@@ -17,7 +17,9 @@ sends ``ANTHROPIC_API_KEY`` as ``x-api-key``; ``Authorization: Bearer`` is accep
 4. swaps the token for the real credential: ``x-api-key: <anthropic_api_key>``, or, when only
    ``claude_code_oauth_token`` is configured, ``Authorization: Bearer <token>`` plus the ``oauth-2025-04-20``
    beta merged into ``anthropic-beta`` (what the Claude CLI sends when logged in with OAuth; the API rejects
-   OAuth bearer tokens for most models without it). No credential → 503 naming the credentials.yml keys;
+   OAuth bearer tokens for most models without it). No credential, or the API answers 401/403 to it → 403
+   ``permission_error`` (not retried by the CLI) naming the problem, and ``ModelCredentialFailed`` once per run
+   (:mod:`services.broker.credential_failures`);
 5. forwards method, the allowlisted path, query, body and headers, and streams the response back chunk by chunk
    as it arrives (SSE is never buffered), metering ``usage`` on the way (:mod:`services.broker.usage`);
 6. records a ``ModelUsageRecorded`` event (aggregate: the group folder) for **every** forwarded call, with its
@@ -55,6 +57,7 @@ from events.store.port import EventStore
 from projections.readmodel import LocalReadModel, ReadModelTimeout
 from projections.usage import spent_usd
 from services.broker.config import ModelProxyConfig
+from services.broker.credential_failures import REJECTED_STATUSES, CredentialFailures, rejected_message
 from services.broker.pricing import cost_usd
 from services.broker.proxy_policy import ALLOWED_TEXT, RefusalThrottle, Target, forwarded_endpoint
 from services.broker.usage import Usage, UsageMeter
@@ -109,7 +112,7 @@ class ModelProxy:
     """Args:
         config: the ``broker.model_proxy`` settings.
         token_key: the HMAC key run tokens are signed with.
-        credential: the real credential, or None (every call then gets 503).
+        credential: the real credential, or None (every call then gets 403 and is recorded as ``ModelCredentialFailed``).
         store: where usage and refusal events go.
         readmodel: the broker's read model holding the ``model_usage`` projection (budgets).
         clock: Unix time in seconds (tests inject one to expire tokens).
@@ -120,6 +123,7 @@ class ModelProxy:
         self.config, self._key, self._credential = config, token_key, credential
         self.store, self.readmodel, self.clock = store, readmodel, clock
         self._throttle = RefusalThrottle(config.refusals_recorded_per_minute)
+        self._credential_failures = CredentialFailures(self._append)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
@@ -170,7 +174,7 @@ class ModelProxy:
             return await self._refuse(claims, request.method, target)
         if self._credential is None:
             log.error("refused a call of run %s: %s", claims.run_id, NO_CREDENTIAL)
-            return _error(503, "api_error", NO_CREDENTIAL)
+            return await self._credential_failures.answer(claims, "missing", 0, NO_CREDENTIAL)
         if endpoint == "messages" and (refusal := await self._check_budget(claims)) is not None:
             return refusal
         body = await request.read()
@@ -208,6 +212,12 @@ class ModelProxy:
             log.warning("upstream %s failed for run %s: %s", self.config.upstream_url, claims.run_id, type(exc).__name__)
             return _error(502, "api_error", f"the model proxy could not reach {self.config.upstream_url}: "
                                             f"{type(exc).__name__}")
+        if upstream.status in REJECTED_STATUSES:  # the credential itself: never worth a retry (credential_failures.py)
+            upstream.release()
+            log.error("the model API rejected the credential (HTTP %s) for run %s", upstream.status, claims.run_id)
+            await self._record_usage(claims, endpoint, upstream.status, Usage(), _requested_model(body))
+            return await self._credential_failures.answer(claims, "rejected", upstream.status,
+                                                          rejected_message(upstream.status))
         meter = UsageMeter(upstream.headers.get("content-type", ""))
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                       headers=response_headers(upstream.headers))

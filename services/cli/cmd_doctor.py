@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 from events.subjects import DEAD_LETTER_STREAM, EVENT_STREAM
 from services.cli.bus import running_embedded_url
 from services.cli.common import ConfigOption, CredentialsOption, load, out
+from services.cli.preflight import has_claude_credential, missing_credential
 from services.harness.config import Credentials, Settings
 from services.harness.connect import NatsUnavailable, connect_nats
 from services.harness.natsserver import EmbeddedNats, NatsServerError, find_nats_server
@@ -29,17 +30,29 @@ class Check:
 
 
 def doctor(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
-    """Check configuration, NATS and JetStream, the streams, the data directory and the Docker engine."""
+    """Check configuration, the Claude credential, NATS and JetStream, the streams, the data directory and the Docker
+    engine."""
     settings, creds = load(config, credentials)
     checks = [Check("config", True, f"valid ({config or os.environ.get('NANOCLAW_CONFIG') or 'config.yml or defaults'})")]
     checks.append(_data_dir(settings))
+    checks.append(_credential(settings, creds))
     checks.extend(asyncio.run(_nats_checks(settings, creds)))
     checks.append(_docker())
     for c in checks:
         mark = "[green]✓[/green]" if c.ok else ("[red]✗[/red]" if c.required else "[yellow]![/yellow]")
-        out.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        out.print(f"{mark} {c.name}: {c.detail}", highlight=False, soft_wrap=True)
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)
+
+
+def _credential(settings: Settings, creds: Credentials) -> Check:
+    """Required only when a service that needs it runs (services/cli/preflight.py); the secret is never shown."""
+    if problem := missing_credential(settings.services, creds):
+        return Check("Claude credential", False, f"missing: {problem} (`nanoclaw up` refuses to start without it)")
+    if not has_claude_credential(creds):
+        return Check("Claude credential", True, "not needed (neither runner nor broker is configured here)")
+    kind = "anthropic_api_key" if creds.anthropic_api_key else "claude_code_oauth_token"
+    return Check("Claude credential", True, f"{kind} is set (checked by the model API at the first call)")
 
 
 def _data_dir(settings: Settings) -> Check:

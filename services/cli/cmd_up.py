@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from events.tasks import cancel_and_wait
 from services.cli.bus import nats_store_dir, run_file, write_run_file
 from services.cli.cmd_sandbox import build_with_progress
+from services.cli.preflight import missing_credential
 from services.cli.common import ConfigOption, CredentialsOption, console, load, run, setup_log
 from services.cli.registry import builders
 from services.harness.config import Credentials, Settings
@@ -34,6 +35,9 @@ def up(config: Path | None = ConfigOption, credentials: Path | None = Credential
     unknown = [s for s in settings.services if s not in available]
     if unknown:
         console.print(f"[red]configuration error[/red]: services: unknown {unknown}; available: {sorted(available)}")
+        raise typer.Exit(2)
+    if problem := missing_credential(settings.services, creds):  # before anything starts or is written
+        console.print(f"[red]error[/red]: {problem}", soft_wrap=True)
         raise typer.Exit(2)
     # One `up` per data directory, taken before anything is written (logs, image, configuration, run file).
     try:
@@ -108,6 +112,9 @@ def service(name: str = typer.Argument(..., help="service to run"),
     if not settings.nats.urls:
         console.print("[red]configuration error[/red]: nats.urls is empty; a single service needs a NATS server "
                       "(set NANOCLAW_NATS__URLS='[\"nats://host:4222\"]', or use `nanoclaw up`)")
+        raise typer.Exit(2)
+    if name == "broker" and (problem := missing_credential([name], creds)):
+        console.print(f"[red]error[/red]: {problem}", soft_wrap=True)
         raise typer.Exit(2)
     # External NATS: sandbox users come from the server's auth callout, answered by the runner (docs/deploy.md).
     identities = sandbox_identities(settings.nats.urls, settings.nats, creds) if name == "runner" else None

@@ -60,6 +60,7 @@ SERVICE_ACCESS: dict[str, ServiceAccess] = {
     # denies (broker.capability) are the operator's (`nanoclaw ext`, as the admin), never the service's.
     "broker": ServiceAccess(emits=(_evt("broker", "usage", "*", "ModelUsageRecorded"),
                                    _evt("broker", "usage", "*", "ModelRequestRefused"),
+                                   _evt("broker", "credential", "*", "ModelCredentialFailed"),
                                    _evt("broker", "extcall", "*", "ExtCallStarted"),
                                    _evt("broker", "extcall", "*", "ExtCallFinished"),
                                    _evt("broker", "extrefusal", "*", "ExtCallRefused")),

@@ -11,7 +11,7 @@ already queued, so a redelivered or duplicated trigger never starts a second run
 | ``TaskRunRequested`` | dedup by task id; ``RunQueued``; ``RunCloseRequested`` if the group's message run idles; dispatch |
 | ``AgentOutputProduced`` (success, active message run) | ``RunIdled`` (+ ``RunCloseRequested`` once if a task waits) |
 | ``AgentInputAppended`` (idle active message run) | ``RunInputPiped``; for a task run: ignored (task runs take no input) |
-| ``AgentRunFinished`` (active run) | ``RunReleased``; failed message run → ``RunRetryScheduled`` or ``RunAbandoned``; drain |
+| ``AgentRunFinished`` (active run) | ``RunReleased``; failed message run → ``RunRetryScheduled`` or ``RunAbandoned`` (at once when the credential failed: retry_policy.py); drain |
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from events.repository import Repository
 from services.harness.clock import Clock
 from services.harness.logging import get_logger
 from services.harness.service import Delivery, Emit
+from services.queue import retry_policy
 from services.queue.config import QueueConfig
 from services.queue.runqueue import QUEUE_ID, RunQueue
 
@@ -103,9 +104,11 @@ async def on_run_finished(d: Delivery, deps: QueueDeps) -> list[Emit]:
     fin: AgentRunFinished = d.payload  # type: ignore[assignment]
     queue = await _load(deps, create=False)
     cfg = deps.config
+    final = await retry_policy.not_retryable(deps.repository.store, fin.run_id) if fin.status != "succeeded" else None
     if queue is None or not queue.finish(run_id=fin.run_id, chat_jid=fin.chat_jid, status=fin.status,
                                          output_delivered=fin.output_delivered, interrupted=fin.interrupted,
-                                         error=fin.error, now=deps.clock.now(), max_retries=cfg.max_retries,
+                                         error=final or fin.error, now=deps.clock.now(),
+                                         max_retries=0 if final else cfg.max_retries,
                                          retry_delay_ms=cfg.retry_delay_ms):
         log.info("finished run is not active here; ignored", run_id=fin.run_id, chat_jid=fin.chat_jid)
         return []

@@ -16,6 +16,9 @@ class RouterConfig(BaseModel):
             the default): allow everyone, log a warning. True: only the owner's own messages trigger.
         send_receipt_timeout_s: how long the ``send_message`` tool waits for the channel's receipt before it
             answers "pending" (the message is stored and delivered when the channel is back).
+        failure_notice_interval_s: at most one failure notice of each kind (run abandoned, credential missing or
+            rejected, budget spent, message dead-lettered) per chat within this many seconds
+            (services/router/notices.py); 0 sends one for every failure.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -24,3 +27,4 @@ class RouterConfig(BaseModel):
     sender_allowlist: Path | None = None
     sender_allowlist_fail_closed: bool = False
     send_receipt_timeout_s: float = Field(10.0, gt=0, le=300)
+    failure_notice_interval_s: float = Field(600.0, ge=0)

@@ -19,7 +19,7 @@ from events.catalogue.queue import MessageRetryDue
 from events.catalogue.chat import MessageReceived, OutboundMessageRequested, channel_of
 from events.repository import Repository
 from services.harness.service import Delivery, Emit
-from services.router import queries
+from services.router import queries, undelivered
 from services.router.config import RouterConfig
 from services.router.conversation import Conversation
 from services.router.model import Group
@@ -69,6 +69,7 @@ async def _route(group: Group, deps: RouterDeps, *, seed: str, trigger_on: list[
     if not should_trigger(group, gate_on, deps.assistant_name, allowed):
         return []  # untriggered messages stay pending as context for the next trigger (v1 §6.1)
     prompt = format_messages(pending, deps.timezone, omitted=omitted)
+    prompt, told = await undelivered.attach(prompt, group.jid, deps)  # failed deliveries, once (NanoClaw #2423)
     ids = [m.id for m in pending]
     run_id = queries.active_message_run(deps.readmodel, group.jid)
     if run_id is not None:
@@ -80,7 +81,7 @@ async def _route(group: Group, deps: RouterDeps, *, seed: str, trigger_on: list[
                           is_main=group.is_main, channel=channel, prompt=prompt, message_ids=ids,
                           previous_cursor=conv.cursor, cursor=pending[-1].timestamp, omitted=omitted)
     emit = Emit.of(conv)
-    return [emit] if emit else []
+    return [emit, *told] if emit else []
 
 
 async def on_agent_output(d: Delivery, deps: RouterDeps) -> list[Emit]:

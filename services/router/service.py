@@ -9,7 +9,7 @@ from projections.chat import chat_projections
 from projections.readmodel import LocalReadModel
 from services.harness.context import ServiceContext
 from services.harness.service import Service
-from services.router import handlers, ipc
+from services.router import handlers, ipc, notices, undelivered
 from services.router.config import RouterConfig
 from services.router.sender_allowlist import SenderAllowlist, load_sender_allowlist
 
@@ -27,7 +27,7 @@ def build(ctx: ServiceContext) -> Service:
         "router",
         handlers={"MessageReceived": handlers.on_message_received, "AgentOutputProduced": handlers.on_agent_output,
                   "AgentRunFinished": handlers.on_run_finished, "MessageRetryDue": handlers.on_retry_due,
-                  "AgentInputRejected": handlers.on_input_rejected},
+                  "AgentInputRejected": handlers.on_input_rejected, **notices.HANDLERS, **undelivered.HANDLERS},
         requests=ipc.REQUESTS,
         deps=deps,
         readmodel=readmodel,

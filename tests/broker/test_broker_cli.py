@@ -3,7 +3,9 @@ only a per-run token: the proxy is transparent to it, and the call is metered (s
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 
 import pytest
 from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, TextBlock, query
@@ -61,3 +63,28 @@ async def test_the_cli_counting_tokens_through_the_proxy_is_forwarded_and_metere
     assert sorted({u.endpoint for u in usage}) == ["count_tokens"] and len(usage) == len(counted)
     assert all((u.run_id, u.input_tokens, u.cost_usd) == ("run-ctx", 0, 0.0) for u in usage)
     assert await events_of(js_store, "SandboxRequestRefused") == []
+
+
+async def test_the_cli_gives_up_at_once_when_the_api_rejects_the_credential_instead_of_retrying_for_minutes(
+        js_store, nc, tmp_path):
+    """Against a plain 401 the CLI retries ten times over about three minutes; the proxy's 403 stops it at the
+    first answer (no CLAUDE_CODE_MAX_RETRIES here: the CLI's own retry policy is what is under test)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with StubAnthropic(script=lambda _body: ("error", 401, "authentication_error", "invalid x-api-key")) as stub:
+        async with broker(nc, js_store, tmp_path, stub.url) as proxy:
+            env = {
+                "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{proxy.port}", "ANTHROPIC_API_KEY": token("run-401", "family"),
+                "HOME": str(home), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+                "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1", "ENABLE_TOOL_SEARCH": "false",
+                "IS_SANDBOX": "1",
+            }
+            options = ClaudeAgentOptions(env=env, setting_sources=[], cwd=str(tmp_path), max_turns=1, tools=[])
+            started = time.monotonic()
+            with pytest.raises(Exception):  # the SDK raises on the CLI's error result
+                async with asyncio.timeout(60):
+                    [m async for m in query(prompt="Say hello", options=options)]
+            took = time.monotonic() - started
+    assert len(stub.message_requests) == 1 and took < 30, (len(stub.message_requests), took)
+    [failed] = await events_of(js_store, "ModelCredentialFailed")
+    assert (failed.run_id, failed.problem, failed.status) == ("run-401", "rejected", 401)

@@ -156,13 +156,39 @@ async def test_when_the_budget_is_spent_the_next_call_is_refused_with_a_clear_er
     assert (total["calls"], total["refused"]) == (1, 1)
 
 
-async def test_without_a_claude_credential_calls_get_503_naming_the_credentials_keys(js_store, nc, tmp_path):
+async def test_without_a_claude_credential_calls_get_a_403_the_cli_does_not_retry_naming_the_keys_recorded_once_per_run(
+        js_store, nc, tmp_path):
     with StubAnthropic() as stub:
         async with broker(nc, js_store, tmp_path, stub.url, Credentials(run_token_key=KEY)) as proxy:
-            status, _, raw = await call(proxy, {"x-api-key": token()})
-    message = json.loads(raw)["error"]["message"]
-    assert status == 503 and "anthropic_api_key" in message and "claude_code_oauth_token" in message
-    assert "credentials.yml" in message and stub.requests == []
+            first = await call(proxy, {"x-api-key": token()})
+            again = await call(proxy, {"x-api-key": token()})
+            await call(proxy, {"x-api-key": token("run-2")})
+    for status, _, raw in (first, again):
+        message = json.loads(raw)["error"]["message"]
+        assert status == 403 and "anthropic_api_key" in message and "claude_code_oauth_token" in message
+        assert "credentials.yml" in message
+    assert stub.requests == []
+    failed = await events_of(js_store, "ModelCredentialFailed")
+    assert [(f.run_id, f.group_folder, f.problem, f.status) for f in failed] == [
+        ("run-1", "family", "missing", 0), ("run-2", "family", "missing", 0)]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_an_upstream_401_or_403_is_credential_rejected_not_retryable_and_recorded_without_the_key(
+        js_store, nc, tmp_path, status):
+    kind = "authentication_error" if status == 401 else "permission_error"
+    with StubAnthropic(steps=[("error", status, kind, "invalid x-api-key")]) as stub:
+        async with broker(nc, js_store, tmp_path, stub.url) as proxy:
+            got, _, raw = await call(proxy, {"x-api-key": token("run-9")})
+            await eventually(lambda: has_at_least(events_of(js_store, "ModelUsageRecorded"), 1))
+    error = json.loads(raw)["error"]
+    assert got == 403 and error["type"] == "permission_error" and "credential rejected" in error["message"]
+    assert f"HTTP {status}" in error["message"] and REAL_KEY not in raw.decode()
+    [failed] = await events_of(js_store, "ModelCredentialFailed")
+    assert (failed.run_id, failed.group_folder, failed.problem, failed.status) == ("run-9", "family", "rejected", status)
+    [usage] = await events_of(js_store, "ModelUsageRecorded")
+    assert (usage.status, usage.input_tokens, usage.cost_usd) == (status, 0, 0.0)
+    assert len(stub.message_requests) == 1
 
 
 async def test_with_only_an_oauth_token_it_is_sent_as_bearer_with_the_oauth_beta(js_store, nc, tmp_path):

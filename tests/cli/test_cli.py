@@ -33,7 +33,8 @@ def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 
 def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
     agent_image()  # `up` builds the sandbox image when missing; built here first, so the 30 s below is start-up only
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NANOCLAW_CHANNELS": '{"http": {"port": 0}}'}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NANOCLAW_CHANNELS": '{"http": {"port": 0}}',
+           "NANOCLAW_CRED_ANTHROPIC_API_KEY": "sk-ant-test-not-called"}
     proc = subprocess.Popen(NANOCLAW + ["up", "--port", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     run_file = tmp_path / "data" / "run" / "nats.url"
@@ -42,9 +43,10 @@ def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
         while not run_file.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert run_file.exists(), proc.stderr.read() if proc.poll() is not None else "no run file"
-        doctor = cli(["doctor"], tmp_path)
+        doctor = cli(["doctor"], tmp_path, {"NANOCLAW_CRED_ANTHROPIC_API_KEY": "sk-ant-test-not-called"})
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "✓ stream NC_EVENTS" in doctor.stdout
+        assert "✓ Claude credential: anthropic_api_key is set" in doctor.stdout and "sk-ant" not in doctor.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -53,6 +55,45 @@ def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert (tmp_path / "data" / "logs" / "nanoclaw.log").read_text().count('"service started"') >= 1
     leftover = subprocess.run(["pgrep", "-f", f"{find_nats_server()} -c {tmp_path}"], capture_output=True)
     assert leftover.returncode == 1, "the embedded nats-server outlived `nanoclaw up`"
+
+
+def _without_credentials() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("NANOCLAW_CRED_")}
+
+
+def bare(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command with no Claude credential anywhere (none in this environment, no credentials.yml in ``cwd``)."""
+    full_env = {**_without_credentials(), "PYTHONPATH": str(REPO), "COLUMNS": "80", **(env or {})}
+    return subprocess.run(NANOCLAW + args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def test_up_without_a_claude_credential_refuses_in_one_line_with_status_2_and_starts_nothing(tmp_path):
+    result = bare(["up", "--port", "0"], tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: no Claude credential: set anthropic_api_key (or claude_code_oauth_token) in credentials.yml, or "
+        "NANOCLAW_CRED_ANTHROPIC_API_KEY / NANOCLAW_CRED_CLAUDE_CODE_OAUTH_TOKEN; the runner and broker cannot "
+        "answer a message without it"]
+    assert not (tmp_path / "data").exists()  # no lock, log, NATS store or run file: nothing was started
+    leftover = subprocess.run(["pgrep", "-f", f"{find_nats_server()} -c {tmp_path}"], capture_output=True)
+    assert leftover.returncode == 1
+
+
+def test_without_the_runner_and_broker_no_claude_credential_is_needed(tmp_path):
+    # services without an agent (e.g. a gateway-only node) are not refused; `doctor` says it is not needed
+    doctor = bare(["doctor"], tmp_path, {"NANOCLAW_SERVICES": '["gateway", "router"]'})
+    assert "✓ Claude credential: not needed" in doctor.stdout, doctor.stdout
+
+
+def test_doctor_says_the_claude_credential_is_missing_and_fails(tmp_path):
+    result = bare(["doctor"], tmp_path)
+    assert result.returncode == 1
+    assert "✗ Claude credential: missing: no Claude credential: set anthropic_api_key" in result.stdout, result.stdout
+
+
+def test_service_broker_without_a_claude_credential_refuses_to_start(tmp_path):
+    result = bare(["service", "broker"], tmp_path, {"NANOCLAW_NATS__URLS": '["nats://127.0.0.1:1"]'})
+    assert result.returncode == 2 and "error: no Claude credential" in result.stderr, result.stderr
 
 
 def test_doctor_fails_and_says_why_when_nats_is_unreachable(tmp_path):

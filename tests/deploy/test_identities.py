@@ -26,7 +26,9 @@ from nats.js.errors import APIError
 from deploy.identities import Identities
 from services.harness.natsperms import SERVICE_ACCESS, inbox_prefix, permissions_for
 from events.catalogue import all_event_types, payload_class
-from events.catalogue.broker import ModelRequestRefused, ModelUsageRecorded
+from events.catalogue.broker import ModelCredentialFailed, ModelRequestRefused, ModelUsageRecorded
+from events.catalogue.queue import RunAbandoned
+from events.catalogue.router import ChatNoticesOpened
 from events.catalogue.chat import MessageReceived, OutboundMessageRequested
 from events.catalogue.ext import (ExtCallFinished, ExtCallRefused, ExtCallStarted, ExtCapabilityGranted,
                                   ExtCapabilityOpened)
@@ -51,6 +53,9 @@ from services.harness.config import Credentials, HarnessSettings, NatsSettings, 
 from services.harness.host import Builder, Host
 from services.harness.natscallout import CalloutIssuer, sandbox_identities
 from services.harness.run_token import mint
+from services.router.service import build as build_router
+from services.harness.emit import append_emit
+from services.harness.service import Emit
 from services.router import ipc as router_ipc
 from services.router.groups import RegisteredGroup
 from services.scheduler import ipc as scheduler_ipc
@@ -492,17 +497,18 @@ async def test_the_broker_answers_a_sandboxs_ext_call_and_records_the_call_and_t
                         _subject(ExtCallRefused, "alpha")]
 
 
-async def test_the_broker_records_model_usage_and_budget_refusals_under_its_identity(server, tmp_path):
+async def test_the_broker_records_model_usage_budget_refusals_and_credential_failures_under_its_identity(
+        server, tmp_path):
     creds = Credentials(nats=server.credentials("broker").nats, run_token_key=RUN_KEY,
                         anthropic_api_key="sk-ant-REAL-KEY-never-in-a-sandbox")
-    with StubAnthropic(steps=[("text", "hi")]) as upstream:
+    with StubAnthropic(steps=[("text", "hi"), ("error", 401, "authentication_error", "invalid x-api-key")]) as upstream:
         broker = {"model_proxy": {"host": "127.0.0.1", "port": 0, "upstream_url": upstream.url,
                                   "budgets_usd": {"capped": 0}}}
         async with _hosted(server, tmp_path, "broker", build_broker, creds, broker=broker) as host:
             proxy = host.runners[0].service.deps
             await eventually(lambda: proxy.port is not None)
             statuses = []
-            for run_id, folder in (("run-1", "alpha"), ("run-2", "capped")):
+            for run_id, folder in (("run-1", "alpha"), ("run-2", "capped"), ("run-3", "alpha")):
                 token = mint(RUN_KEY.encode(), run_id, folder, time.time() + 600)
                 async with aiohttp.ClientSession() as http:
                     async with http.post(f"http://127.0.0.1:{proxy.port}/v1/messages",
@@ -513,8 +519,20 @@ async def test_the_broker_records_model_usage_and_budget_refusals_under_its_iden
                         statuses.append(r.status)
         async with _admin_store(server) as store:
             subjects = await _subjects_by(store, "broker")
-    assert statuses == [200, 402]
-    assert subjects == [_subject(ModelUsageRecorded, "alpha"), _subject(ModelRequestRefused, "capped")]
+    assert statuses == [200, 402, 403]
+    assert subjects == [_subject(ModelUsageRecorded, "alpha"), _subject(ModelRequestRefused, "capped"),
+                        _subject(ModelUsageRecorded, "alpha"), _subject(ModelCredentialFailed, "run-3")]
+
+
+async def test_the_router_tells_a_chat_about_a_failure_under_its_identity(server, tmp_path):
+    async with _admin_store(server) as store:
+        await _register(store, DEV)
+        abandoned = RunAbandoned(chat_jid=JIDS[DEV], group_folder=DEV, run_id="r1", attempts=6, reason="failed")
+        await append_emit(store, Emit.append("default", abandoned), source="queue", msg_id="abandoned-r1")
+        async with _hosted(server, tmp_path, "router", build_router):
+            await eventually(lambda: _appended(store, "router", OutboundMessageRequested), 30)
+        subjects = await _subjects_by(store, "router")
+    assert _subject(ChatNoticesOpened, JIDS[DEV]) in subjects
 
 
 async def test_the_scheduler_answers_a_sandbox_and_reports_a_paused_task_to_the_chat_under_its_identity(

@@ -108,3 +108,24 @@ async def test_a_larger_cap_after_a_restart_starts_waiting_groups_at_once(js_sto
     async with running(partial(build, clock=clock), ctx(2)):
         await eventually(lambda: has_at_least(dispatched(js_store), 2))
     assert [d.chat_jid for d in await dispatched(js_store)] == [A, B]
+
+
+async def test_a_run_that_failed_on_the_claude_credential_is_abandoned_at_once_while_an_ordinary_failure_is_retried(
+        js_store, nc, tmp_path):
+    from events.catalogue.broker import ModelCredentialFailed
+
+    async with running(partial(build, clock=FakeClock()), context(nc, js_store, settings(tmp_path))) as runner:
+        await request_turn(js_store, A, f"{A}/t1")
+        await request_turn(js_store, B, f"{B}/t1")
+        await eventually(lambda: has_at_least(dispatched(js_store), 2))
+        a1, b1 = message_run_id(f"{A}/t1"), message_run_id(f"{B}/t1")
+        rejected = ModelCredentialFailed(run_id=a1, group_folder=folder(A), problem="rejected", status=401)
+        await append_emit(js_store, Emit.append(a1, rejected), source="broker", msg_id="cred-a1")
+        await finish(js_store, A, a1, status="failed")
+        await finish(js_store, B, b1, status="failed")
+        await eventually(lambda: has_at_least(events_of(js_store, "RunRetryScheduled"), 1))
+        await eventually(lambda: settled(runner))
+    [abandoned] = await events_of(js_store, "RunAbandoned")
+    assert (abandoned.chat_jid, abandoned.run_id, abandoned.attempts) == (A, a1, 1)
+    assert "credential rejected (HTTP 401)" in abandoned.reason
+    assert [r.chat_jid for r in await events_of(js_store, "RunRetryScheduled")] == [B]
