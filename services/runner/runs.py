@@ -20,6 +20,7 @@ from nats.aio.client import Client
 
 from events.catalogue.agent import AgentOutputProduced, AgentRunFinished, AgentRunStarted, AgentSessionReset
 from events.catalogue.base import EventPayload
+from events.catalogue.output_text import is_delivered
 from events.catalogue.queue import RunDispatched
 from events.store.port import EventStore
 from services.harness import run_token
@@ -38,8 +39,6 @@ log = logging.getLogger("nanoclaw.runner")
 
 # v1 runAgent: these errors mean the stored session cannot be resumed; the next run starts fresh.
 _LOST_SESSION = re.compile(r"no conversation found|ENOENT.*\.jsonl|session.*not found", re.IGNORECASE)
-# v1 §10: text that is only <internal> blocks never reaches the user.
-_INTERNAL = re.compile(r"<internal>[\s\S]*?</internal>")
 _INPUT_TIMEOUT_S = 5.0
 
 
@@ -189,7 +188,7 @@ class RunManager:
         error = str(block["error"])[:2000] if block.get("error") else None
         run.outputs += 1
         run.last_error = error or run.last_error
-        if text and _INTERNAL.sub("", text).strip():
+        if is_delivered(text):  # the same rule the router sends by
             run.delivered = True
         await self._append(d.run_id, AgentOutputProduced(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder,
                                                          channel=d.channel, text=text, status=status, session_id=session,
