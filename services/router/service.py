@@ -25,9 +25,7 @@ def build(ctx: ServiceContext) -> Service:
                                allowlist=_allowlist_loader(config))
     return Service(
         "router",
-        handlers={"MessageReceived": handlers.on_message_received, "AgentOutputProduced": handlers.on_agent_output,
-                  "AgentRunFinished": handlers.on_run_finished, "MessageRetryDue": handlers.on_retry_due,
-                  "AgentInputRejected": handlers.on_input_rejected},
+        handlers={"MessageReceived": handlers.on_message_received, "AgentOutputProduced": handlers.on_agent_output},
         requests=ipc.REQUESTS,
         deps=deps,
         readmodel=readmodel,
