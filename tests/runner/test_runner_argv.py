@@ -99,13 +99,13 @@ def test_config_refuses_root_bad_subnets_and_sizes_and_computes_the_hard_timeout
     assert cfg.hard_timeout_ms({"timeout": 3_600_000}) == 3_600_000
     assert cfg.hard_timeout_ms({"timeout": 60_000}) == 1_830_000
     assert RunnerConfig(timeout_ms=5).hard_timeout_ms(idle_timeout_ms=0) == 30_000  # the queue's idle timeout
+    assert gateway_ip(cfg) == "172.29.0.1" and gateway_ip(RunnerConfig(network_subnet="10.9.8.0/24")) == "10.9.8.1"
 
 
 def test_the_old_runner_idle_keys_name_their_new_place_in_the_queue_section() -> None:
     for key in ("idle_timeout_ms", "task_close_delay_ms"):
         with pytest.raises(ValidationError, match=f"runner.{key} moved to queue.{key}"):
             RunnerConfig.model_validate({key: 1000})
-    assert gateway_ip(cfg) == "172.29.0.1" and gateway_ip(RunnerConfig(network_subnet="10.9.8.0/24")) == "10.9.8.1"
 
 
 @pytest.mark.parametrize("endpoints", [{"nats_urls": []}, {"nats_urls": ["http://nats:4222"], "model_proxy_url": "http://b:1"},
