@@ -57,7 +57,9 @@ def pending_messages(
     assistant_name: str,
     limit: int = MAX_MESSAGES_PER_PROMPT,
 ) -> tuple[list[StoredMessage], int]:
-    """The messages to put in a group's next prompt, as NanoClaw v1 ``getMessagesSince``.
+    """NanoClaw v1 ``getMessagesSince``: the **most recent** ``limit`` pending messages, the rest cut (quirk
+    §23.2). Kept as the reference of v1's rule; the router does not use it any more: it hands over every
+    pending message (:func:`unseen_messages`, :func:`batches`; issue 13).
 
     Args:
         messages: that chat's stored messages, in any order (pass one chat's rows only).
@@ -67,8 +69,7 @@ def pending_messages(
 
     Returns:
         ``(selected, omitted)``: ``selected`` oldest first; ``omitted`` is how many older eligible
-        messages the limit cut off (NanoClaw drops them silently, quirk §23.2; pass it to
-        ``prompt.format_messages(..., omitted=...)``).
+        messages the limit cut off (NanoClaw drops them silently, quirk §23.2).
 
     Raises:
         ValueError: ``limit < 1``.

@@ -154,8 +154,11 @@ def test_no_bot_reply_and_no_cursor_gives_last_ten_messages_and_ten_message_tags
     assert len(selected) == 10
     assert omitted == 10
 
-    prompt = format_messages(selected, "Asia/Jerusalem", omitted=omitted)
+    prompt = format_messages(selected, "Asia/Jerusalem")
     assert prompt.count("<message ") == 10
+    # what the router does instead (issue 13): all 20, in two turns of ten
+    turns = batches(unseen_messages(rows, "", None, "Andy"), 10)
+    assert [len(t) for t in turns] == [10, 10] and [m.id for t in turns for m in t] == [m.id for m in rows]
 
 
 def test_content_prefix_backstop_excludes_unflagged_bot_messages(chat) -> None:
