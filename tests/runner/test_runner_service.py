@@ -4,7 +4,6 @@ JSON, output markers, NATS input), run by the process backend."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import textwrap
 
