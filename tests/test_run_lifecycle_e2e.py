@@ -104,3 +104,22 @@ async def _at_least(value, n: int) -> bool:
 
 async def _count(events) -> int:
     return len(await events)
+
+
+async def test_a_group_waiting_for_the_only_slot_closes_another_groups_idle_run_at_once(tmp_path):
+    with StubAnthropic(script=lambda body: ("text", "noted")) as stub:
+        async with system(tmp_path, stub, queue={"idle_timeout_ms": IDLE_TIMEOUT_MS, "max_concurrent": 1}) as (
+                host, store, _):
+            await register(store, jid="http:first", folder="first", requires_trigger=False)
+            await register(store, jid="http:second", folder="second", requires_trigger=False)
+            port = http_port(host)
+            assert (await post(port, {"chat": "first", "sender": "eve", "text": "hello"}))[0] == 202
+            await eventually(lambda: _at_least(reply_count(port, "first"), 1), timeout=90)
+            await eventually(lambda: _at_least(_count(events_of(store, "RunIdled")), 1))  # first idles, holding the slot
+            started = time.monotonic()
+            assert (await post(port, {"chat": "second", "sender": "bob", "text": "anyone?"}))[0] == 202
+            await eventually(lambda: _at_least(reply_count(port, "second"), 1), timeout=90)
+            elapsed = time.monotonic() - started
+            closes = [(c.chat_jid, c.reason) for c in await events_of(store, "RunCloseRequested")]
+        assert closes == [("http:first", "slot_wanted")]
+        assert elapsed < 60  # the idle run was closed for the waiting group, not after its ten-minute idle timeout
