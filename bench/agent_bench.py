@@ -28,7 +28,7 @@ commit, before appending it; one clock, one process), linked by message id, turn
   ``→ AgentRunStarted`` (appended *before* the spawn), agent ``AgentRunStarted → AgentOutputProduced``
   (spawn, cold start, model, CLI: not bus), outbound ``AgentOutputProduced → MessageSent`` (router →
   ``OutboundMessageRequested`` → gateway → the reply stored for the GET → ``MessageSent``).
-- follow-up turn: inbound ``MessageReceived → AgentInputAppended``, delivery ``→ AgentInputDelivered`` (the
+- follow-up turn: inbound ``MessageReceived → RunInputPiped``, delivery ``→ AgentInputDelivered`` (the
   runner's NATS request to the agent and its answer), agent ``AgentInputDelivered → AgentOutputProduced``,
   outbound as above.
 
@@ -370,15 +370,15 @@ def analyse(res: BackendRun) -> tuple[Hops, Hops, list[float], list[float]]:
         new.add("end to end (client: POST sent → GET returned the reply)", turn.replied - turn.posted)
     for turn in res.follow:
         mr = one("MessageReceived", lambda d: d["message_id"] == turn.message_id)
-        aia = one("AgentInputAppended", lambda d: turn.message_id in d["message_ids"])
+        aia = one("RunInputPiped", lambda d: turn.message_id in d.get("message_ids", []))
         aid = one("AgentInputDelivered", lambda d: turn.message_id in d["message_ids"])
         webhook = datetime.fromisoformat(mr.data["timestamp"].replace("Z", "+00:00")).timestamp()
         follow.add("webhook: POST accepted → MessageReceived", t(mr) - webhook)
-        follow.add("inbound: MessageReceived → AgentInputAppended", t(aia) - t(mr))
-        follow.add("delivery: AgentInputAppended → AgentInputDelivered", t(aid) - t(aia))
+        follow.add("inbound: MessageReceived → RunInputPiped", t(aia) - t(mr))
+        follow.add("delivery: RunInputPiped → AgentInputDelivered", t(aid) - t(aia))
         aop = outbound(turn, follow)
         follow.add("agent: AgentInputDelivered → AgentOutputProduced", t(aop) - t(aid))
-        follow.add("  AgentInputAppended → model request at the stub", res.model.first[turn.token] - t(aia))
+        follow.add("  RunInputPiped → model request at the stub", res.model.first[turn.token] - t(aia))
         out = follow.values["outbound: AgentOutputProduced → MessageSent"][-1]
         follow.add("bus overhead (inbound + delivery + outbound)", (t(aid) - t(mr)) + out)
         follow.add("end to end (client: POST sent → GET returned the reply)", turn.replied - turn.posted)
@@ -402,10 +402,10 @@ HOP_ORDER_NEW = ["webhook: POST accepted → MessageReceived", "inbound: Message
                  "  gateway: OutboundMessageRequested → MessageSent",
                  "bus overhead (inbound + queue + dispatch + outbound)",
                  "end to end (client: POST sent → GET returned the reply)"]
-HOP_ORDER_FOLLOW = ["webhook: POST accepted → MessageReceived", "inbound: MessageReceived → AgentInputAppended",
-                    "delivery: AgentInputAppended → AgentInputDelivered",
+HOP_ORDER_FOLLOW = ["webhook: POST accepted → MessageReceived", "inbound: MessageReceived → RunInputPiped",
+                    "delivery: RunInputPiped → AgentInputDelivered",
                     "agent: AgentInputDelivered → AgentOutputProduced",
-                    "  AgentInputAppended → model request at the stub",
+                    "  RunInputPiped → model request at the stub",
                     "outbound: AgentOutputProduced → MessageSent",
                     "  router: AgentOutputProduced → OutboundMessageRequested",
                     "  gateway: OutboundMessageRequested → MessageSent",

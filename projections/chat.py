@@ -169,4 +169,10 @@ def _json(value: object) -> str | None:
 
 def chat_projections() -> list[Projection]:
     """In dependency order: ``messages`` reads ``registered_groups`` at apply time."""
-    return [RegisteredGroups(), Chats(), Messages(), RouterState(), AgentRuns()]
+    return [*router_projections(), AgentRuns()]
+
+
+def router_projections() -> list[Projection]:
+    """The router's own read model: groups, chats, messages and its cursor. No ``agent_runs``: the router keeps
+    no opinion of a run's state (the queue owns the run lifecycle, docs/agent-runs.md)."""
+    return [RegisteredGroups(), Chats(), Messages(), RouterState()]

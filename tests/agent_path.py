@@ -24,7 +24,7 @@ REAL_KEY = "sk-ant-real-key-never-in-a-sandbox"
 @contextlib.asynccontextmanager
 async def system(tmp_path: Path, stub: StubAnthropic, *, backend: str = "process", runner: dict | None = None,
                  image: str | None = None, proxy: dict | None = None,
-                 **sections) -> AsyncIterator[tuple[Host, JetStreamEventStore, EmbeddedNats]]:
+                 **sections: dict) -> AsyncIterator[tuple[Host, JetStreamEventStore, EmbeddedNats]]:
     """``proxy``: extra ``broker.model_proxy`` settings (e.g. budgets); ``sections``: other settings sections
     (``queue={...}``, ``router={...}``)."""
     server = EmbeddedNats(tmp_path / "nats", sync_always=False, auth=EmbeddedAuth(tmp_path / "auth.conf")).start()

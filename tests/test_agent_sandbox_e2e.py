@@ -104,8 +104,9 @@ async def test_a_run_that_produces_nothing_is_killed_at_the_hard_timeout(tmp_pat
         release.wait(120)  # the model never answers while the run is alive
         return ("text", "too late")
     with StubAnthropic(script=stall) as stub:
-        runner = {**runner_settings, "timeout_ms": 1000, "idle_timeout_ms": 0}  # hard timeout: max(1 s, 0 + 30 s)
-        async with system(tmp_path, stub, backend="docker", image=agent_image(), runner=runner) as (host, store, _):
+        runner = {**runner_settings, "timeout_ms": 1000}  # hard timeout: max(1 s, queue idle 0 + 30 s)
+        async with system(tmp_path, stub, backend="docker", image=agent_image(), runner=runner,
+                          queue={"idle_timeout_ms": 0}) as (host, store, _):
             await register(store, jid="http:slow", folder="slow", requires_trigger=False)
             await post(http_port(host), {"chat": "slow", "sender": "eve", "text": "hello?"})
             await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1), timeout=120)

@@ -77,7 +77,7 @@ class HostileModel:
 def sandbox_network():
     """A network of this test's own; afterwards the engine and the host firewall as they were."""
     with own_network("nanoclaw-hostile") as settings:
-        yield {**settings, "idle_timeout_ms": 0}
+        yield settings
 
 
 def host_changes(before: dict[str, Entry], after: dict[str, Entry], host_dir: str) -> list[str]:
@@ -124,7 +124,8 @@ async def test_a_hostile_agent_changes_nothing_on_the_host_outside_its_own_trees
     image = agent_image()
     try:
         with StubAnthropic(script=model) as stub:
-            async with system(tmp_path, stub, backend="docker", image=image, runner=sandbox_network) as (host, store, _):
+            async with system(tmp_path, stub, backend="docker", image=image, runner=sandbox_network,
+                              queue={"idle_timeout_ms": 0}) as (host, store, _):
                 await register(store, jid="http:hq", folder="hq", requires_trigger=False, is_main=True)
                 await register(store, jid="http:shop", folder="shop", requires_trigger=False)
                 (data / "groups" / "global").mkdir(parents=True)
@@ -151,7 +152,8 @@ async def test_a_hostile_agent_changes_nothing_on_the_host_outside_its_own_trees
             model.release.set()
 
             # 3. Restart: recovery finishes the interrupted run; the retry runs on the planted tree.
-            async with system(tmp_path, stub, backend="docker", image=image, runner=sandbox_network) as (host, store, _):
+            async with system(tmp_path, stub, backend="docker", image=image, runner=sandbox_network,
+                              queue={"idle_timeout_ms": 0}) as (host, store, _):
                 async def retried() -> bool:
                     runs = await finished_runs(store, "hq")
                     return any(r.interrupted for r in runs) and runs[-1].status == "succeeded" and not runs[-1].interrupted

@@ -27,7 +27,9 @@ class AgentRunStarted(EventPayload):
 
 class AgentOutputProduced(EventPayload):
     """One streamed result of a run (between the output markers). ``text`` may hold ``<internal>`` blocks;
-    the router strips them. ``text`` is None for a result with no user-facing output."""
+    the router strips them. ``text`` is None for a result with no user-facing output. ``idle``: the agent
+    ended its query and waits for input (the queue's ``RunIdled``); None from an agent that does not say, where
+    every success counts as idle (older logs)."""
 
     context = "agent"
     aggregate = "run"
@@ -40,10 +42,11 @@ class AgentOutputProduced(EventPayload):
     status: Literal["success", "error"] = "success"
     session_id: str | None = None
     error: str | None = None
+    idle: bool | None = None
 
 
 class AgentInputDelivered(EventPayload):
-    """A follow-up (``AgentInputAppended``) reached the running agent."""
+    """Piped turns (``RunInputPiped``) were taken by the running agent: it answered the runner's request."""
 
     context = "agent"
     aggregate = "run"
@@ -52,11 +55,28 @@ class AgentInputDelivered(EventPayload):
     chat_jid: str
     group_folder: str
     message_ids: list[str]
+    turn_ids: list[str] = []
+
+
+class AgentInputReturned(EventPayload):
+    """Piped turns could not reach the run (it had ended, or the agent did not answer): the queue puts them
+    back at the front of the group's turns (``RunInputRequeued``), so no message is lost or reordered."""
+
+    context = "agent"
+    aggregate = "run"
+
+    run_id: str
+    chat_jid: str
+    group_folder: str
+    turn_ids: list[str]
+    queued_run_ids: list[str]
+    message_ids: list[str]
+    reason: str
 
 
 class AgentInputRejected(EventPayload):
-    """A follow-up could not reach the run (it had ended or was closing): the router requests a new turn
-    with the same ``prompt`` and messages, so no message is lost and none is answered twice."""
+    """Legacy (older logs; no longer recorded): a follow-up the router had piped itself missed its run, and
+    the router requested a new turn with it. Piped turns that miss their run are now ``AgentInputReturned``."""
 
     context = "agent"
     aggregate = "run"

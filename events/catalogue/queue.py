@@ -4,6 +4,10 @@ on it, so a redelivered or duplicated trigger can never start a second run for a
 
 Rules as NanoClaw v1 group-queue (nanoclaw-behaviour §13): one run per group, a global cap, tasks before
 messages, a waiting task closes an idle message run, failed message runs retried after 5, 10, 20, 40, 80 s.
+
+The queue is also the one owner of a run's lifecycle (issue 13): starting → idle ⇄ running → closing →
+finished. The runner and the router follow these events; neither keeps its own opinion of a run's state
+(docs/agent-runs.md, "Run lifecycle: one owner, the queue").
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ def message_run_id(turn_id: str) -> str:
 def task_run_id(scheduler_run_id: str) -> str:
     """The run id of the task run request ``scheduler_run_id`` (``TaskRunRequested.run_id``)."""
     return str(uuid.uuid5(_RUN_NS, f"task:{scheduler_run_id}"))
+
+
+def retry_run_id(run_id: str, tries: int) -> str:
+    """The run id of the ``tries``-th new run (1-based) of turns first queued as ``run_id`` (a retry after a
+    failed run: a run id is never used twice)."""
+    return str(uuid.uuid5(_RUN_NS, f"retry:{run_id}:{tries}"))
 
 
 def rerun_id(run_id: str) -> str:
@@ -62,9 +72,12 @@ class RunQueueOpened(_QueueEvent):
 
 class RunQueued(_RunSpec):
     """A run request entered the group queue (from ``AgentTurnRequested`` or ``TaskRunRequested``).
-    ``turn_id`` is the router's turn for message runs."""
+    ``turn_id`` is the router's turn for message runs, ``message_ids`` its messages and ``batch_limit`` the
+    router's per-prompt cap (turns are joined into one prompt only within it; None in older logs)."""
 
     turn_id: str | None = None
+    message_ids: list[str] = []
+    batch_limit: int | None = None
 
 
 class RunDispatched(_RunSpec):
@@ -79,38 +92,64 @@ class RunDispatched(_RunSpec):
 
 
 class RunIdled(_QueueEvent):
-    """A message run reported a result and now waits for input (v1 notifyIdle)."""
+    """A run ended a query and waits for input (v1 notifyIdle): the turns it was given are answered and the
+    idle timer starts at ``idle_since`` (None in older logs). State: starting/running → idle."""
 
     run_id: str
     chat_jid: str
+    idle_since: UtcTimestamp | None = None
 
 
 class RunInputPiped(_QueueEvent):
-    """A follow-up went into a running message run, so it is no longer idle (v1 sendMessage)."""
+    """Waiting turns go into the group's idle message run as its next query (v1 sendMessage): the runner hands
+    ``prompt`` (the turns' prompts joined by a newline) to the agent. State: idle → running. Older logs carry
+    only ``run_id`` and ``chat_jid`` (a follow-up the router had piped itself)."""
 
     run_id: str
     chat_jid: str
+    group_folder: str | None = None
+    prompt: str | None = None
+    turn_ids: list[str] = []
+    queued_run_ids: list[str] = []
+    message_ids: list[str] = []
+
+
+class RunInputRequeued(_QueueEvent):
+    """Piped turns never reached the run (``AgentInputReturned``): they go back to the front of the group's
+    turns, in order, and the run is closed so the next run takes them at once."""
+
+    run_id: str
+    chat_jid: str
+    queued_run_ids: list[str]
+    reason: str
 
 
 class RunCloseRequested(_QueueEvent):
-    """The queue asks the runner to end a run's input (v1 ``_close``): a task waits for an idle message run,
-    or the service is shutting down. The agent finishes its current query and exits."""
+    """The queue asks the runner to end a run (v1 ``_close``); the agent finishes its current query and exits.
+    State: → closing. ``reason``: ``idle_timeout`` (``queue.idle_timeout_ms`` after it idled), ``task_done``
+    (a task run ``queue.task_close_delay_ms`` after its result), ``task_waiting`` / ``turn_waiting`` (work for
+    the group that this run cannot take), ``slot_wanted`` (another group waits for a slot), ``input_returned``
+    (the run could not take piped turns), ``shutdown``."""
 
     run_id: str
     chat_jid: str
     group_folder: str
-    reason: Literal["task_waiting", "shutdown"]
+    reason: Literal["task_waiting", "turn_waiting", "slot_wanted", "idle_timeout", "task_done", "input_returned",
+                    "shutdown"]
 
 
 class RunReleased(_QueueEvent):
-    """A run ended and its slot is free. ``outcome``: ``succeeded`` (also a failure after output reached the
-    user, which v1 treats as handled), ``failed``."""
+    """A run ended and its slot is free (state: → finished). ``outcome``: ``succeeded`` (also a failure that
+    left no turn unanswered, which v1 treats as handled), ``failed``. ``answered``: how many of the run's turns
+    it answered; the rest go back to the group (at once after a success, after the backoff after a failure).
+    None in older logs."""
 
     run_id: str
     chat_jid: str
     group_folder: str
     kind: RunKind = "message"
     outcome: Literal["succeeded", "failed"]
+    answered: int | None = None
 
 
 class RunRetryScheduled(_QueueEvent):
@@ -126,7 +165,8 @@ class RunRetryScheduled(_QueueEvent):
 
 
 class MessageRetryDue(_QueueEvent):
-    """A scheduled retry is due: the router re-reads the group's pending messages and requests a turn."""
+    """A scheduled retry is due: the failed run's turns rejoin the front of the group and are dispatched. (In
+    older logs the router read the rolled-back messages again instead.)"""
 
     chat_jid: str
     attempt: int

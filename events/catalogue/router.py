@@ -72,9 +72,14 @@ class ConversationStarted(EventPayload):
 
 
 class AgentTurnRequested(EventPayload):
-    """The router wants an agent run for a group: ``prompt`` is NanoClaw's XML prompt over the pending
-    messages. Advances the group's agent cursor to ``cursor``. Aggregate id: the chat JID (the conversation).
-    ``omitted`` counts pending messages beyond the per-prompt cap (they are named in the prompt)."""
+    """The router hands a batch of pending messages to the agent: ``prompt`` is NanoClaw's XML prompt over
+    ``message_ids`` (oldest first, at most ``router.max_messages_per_prompt``; more pending messages become the
+    next turns of the same commit, never a cut). Advances the group's agent cursor to ``cursor`` (the newest
+    given timestamp) and ``cursor_ids`` (the ids at that timestamp handed over so far; None in older logs:
+    everything at ``cursor``). The queue then owns the turn: it starts a run with it or pipes it into the
+    group's run. Aggregate id: the chat JID (the conversation). ``omitted``: older logs only (the cut that
+    announced dropped messages; always 0 now). ``batch_limit``: the cap the router used, so the queue joins
+    queued turns into one prompt only within it (None in older logs: no limit)."""
 
     context = "router"
     aggregate = "conversation"
@@ -90,11 +95,14 @@ class AgentTurnRequested(EventPayload):
     cursor: str
     omitted: int = 0
     session_id: str | None = None
+    cursor_ids: list[str] | None = None
+    batch_limit: int | None = None
 
 
 class AgentInputAppended(EventPayload):
-    """Follow-up messages for a run already active in the group (piped into it, not a new run). Advances the
-    agent cursor. Aggregate id: the chat JID."""
+    """Legacy (older logs; no longer recorded): follow-up messages the router piped into an active run itself.
+    Turns now always go through the queue (``AgentTurnRequested`` → ``RunInputPiped``). Aggregate id: the chat
+    JID."""
 
     context = "router"
     aggregate = "conversation"
@@ -109,8 +117,9 @@ class AgentInputAppended(EventPayload):
 
 
 class AgentCursorRolledBack(EventPayload):
-    """A run failed before any output reached the user: the cursor goes back so the messages are retried
-    (as NanoClaw v1 processGroupMessages). Aggregate id: the chat JID."""
+    """Legacy (older logs; no longer recorded): a failed run moved the cursor back so its messages were read
+    again. The queue now keeps a failed run's turns and retries them itself (``RunRetryScheduled``), so the
+    cursor only moves forward. Aggregate id: the chat JID."""
 
     context = "router"
     aggregate = "conversation"

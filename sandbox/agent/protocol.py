@@ -3,10 +3,11 @@
 stdin is one JSON object (shape in ``ContainerInput``). stdout carries only marker blocks::
 
     ---NANOCLAW_OUTPUT_START---
-    {"status":"success"|"error","result":str|null,"newSessionId":str|null,"error":str|null}
+    {"status":"success"|"error","result":str|null,"newSessionId":str|null,"error":str|null,"idle":bool}
     ---NANOCLAW_OUTPUT_END---
 
-Each block is written and flushed at once, because every marker resets the runner's hard timeout.
+``idle`` is true on the one block that ends a query (the agent now waits for input: the queue may pipe the next
+turns) and false on results within a query; an older agent leaves it out. Each block is written and flushed at once, because every marker resets the runner's hard timeout.
 """
 
 from __future__ import annotations
@@ -164,17 +165,19 @@ class MarkerWriter:
         sys.stdout = sys.stderr
         return cls(os.fdopen(private, "wb", buffering=0))
 
-    def write(self, status: str, result: str | None, session_id: str | None, error: str | None = None) -> None:
-        """Emit one block: ``status`` is "success" or "error"; ``result`` the user-facing text or None."""
-        body = json.dumps({"status": status, "result": result, "newSessionId": session_id, "error": error},
-                          ensure_ascii=False)
+    def write(self, status: str, result: str | None, session_id: str | None, error: str | None = None,
+              idle: bool = False) -> None:
+        """Emit one block: ``status`` is "success" or "error"; ``result`` the user-facing text or None; ``idle``
+        true when the query is over and the agent waits for input."""
+        body = json.dumps({"status": status, "result": result, "newSessionId": session_id, "error": error,
+                           "idle": idle}, ensure_ascii=False)
         block = f"{OUTPUT_START}\n{body}\n{OUTPUT_END}\n".encode()
         with self._lock:
             self._stream.write(block)
             self._stream.flush()
 
-    def success(self, result: str | None, session_id: str | None) -> None:
-        self.write("success", result, session_id)
+    def success(self, result: str | None, session_id: str | None, idle: bool = False) -> None:
+        self.write("success", result, session_id, idle=idle)
 
     def error(self, error: str, session_id: str | None) -> None:
         self.write("error", None, session_id, error)

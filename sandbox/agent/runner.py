@@ -7,7 +7,8 @@ Flow (v1 §9.4, with NATS instead of IPC files; docs/agent-runs.md):
    Follow-ups during the script are refused (``task pre-check running``), a close is honoured after it;
 3. start ``ClaudeSDKClient`` with a user-message stream that stays open; each ``ResultMessage`` → a marker;
 4. when the CLI reports the session idle (``session_state_changed``), the query is over: emit the
-   session-update marker (result null) and wait; a follow-up becomes the next user turn of the same session;
+   session-update marker (result null, ``idle`` true: the queue pipes the next turns only now) and wait; a
+   follow-up becomes the next user turn of the same session;
 5. ``close`` → finish the current query, then exit 0 with no further marker.
 
 A query counts as over only on the CLI's "idle" state, not on a result: a follow-up pushed mid-query may be
@@ -239,7 +240,7 @@ class Conversation:
         if self.closing:
             self.stopped.set()  # v1 §9.4 step 9: close during the query → exit without a marker
             return
-        self.out.success(None, self.session_id)
+        self.out.success(None, self.session_id, idle=True)
 
 
 async def _drive(client: ClaudeSDKClient, conv: Conversation) -> None:
@@ -287,7 +288,7 @@ async def run(inp: ContainerInput, out: MarkerWriter, ws: Workspace | None = Non
             outcome = await run_script(inp.script, cwd=ws.group)
             if not outcome.wake:
                 log.info("task script: not waking the agent (%s)", outcome.reason)
-                out.success(None, inp.session_id)
+                out.success(None, inp.session_id, idle=True)
                 return 0
             if conv.closing:
                 log.info("closed during the task script; not starting the model")

@@ -13,6 +13,11 @@ class QueueConfig(BaseModel):
             (v1 ``MAX_RETRIES``); 0 never retries.
         base_retry_ms: the first retry's delay in ms; retry n waits ``base_retry_ms · 2^(n-1)`` (v1
             ``BASE_RETRY_MS``: 5 s, 10 s, 20 s, 40 s, 80 s).
+        idle_timeout_ms: how long an idle message run is kept for the next message before the queue closes it
+            (v1 ``IDLE_TIMEOUT``, 30 min). An idle run is closed at once when work it cannot take waits for its
+            group or for a slot. Moved here from ``runner.idle_timeout_ms`` (the queue owns the run lifecycle).
+        task_close_delay_ms: how long a task run is kept after its result before it is closed (tasks are
+            single-turn; v1 ``TASK_CLOSE_DELAY_MS``, 10 s). Moved here from ``runner.task_close_delay_ms``.
 
     Raises (on validation): pydantic.ValidationError for unknown keys or out-of-range values.
     """
@@ -22,6 +27,8 @@ class QueueConfig(BaseModel):
     max_concurrent: int = Field(5, ge=1)
     max_retries: int = Field(5, ge=0)
     base_retry_ms: int = Field(5000, ge=1)
+    idle_timeout_ms: int = Field(1_800_000, ge=0)
+    task_close_delay_ms: int = Field(10_000, ge=0)
 
     def retry_delay_ms(self, attempt: int) -> int:
         """Delay before retry ``attempt`` (1-based) in ms."""

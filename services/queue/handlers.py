@@ -7,20 +7,22 @@ already queued, so a redelivered or duplicated trigger never starts a second run
 
 | Event | Decision (v1 GroupQueue, nanoclaw-behaviour §13) |
 |---|---|
-| ``AgentTurnRequested`` | ``RunQueued`` (+ ``RunDispatched`` if the group is free and a slot is) |
-| ``TaskRunRequested`` | dedup by task id; ``RunQueued``; ``RunCloseRequested`` if the group's message run idles; dispatch |
-| ``AgentOutputProduced`` (success, active message run) | ``RunIdled`` (+ ``RunCloseRequested`` once if a task waits) |
-| ``AgentInputAppended`` (idle active message run) | ``RunInputPiped``; for a task run: ignored (task runs take no input) |
+| ``AgentTurnRequested`` | ``RunQueued``; ``RunInputPiped`` into the group's idle message run, or ``RunDispatched`` if the group is free and a slot is |
+| ``TaskRunRequested`` | dedup by task id; ``RunQueued``; ``RunCloseRequested`` if the group's run idles; dispatch |
+| ``AgentOutputProduced`` (success, ``idle`` not false, active run) | ``RunIdled``; then waiting turns are piped, or the run closed for a waiting task or slot |
+| ``AgentInputReturned`` (unanswered turns of the active run) | ``RunInputRequeued`` + ``RunCloseRequested`` |
 | ``AgentRunFinished`` (active run) | ``RunReleased``; failed message run → ``RunRetryScheduled`` or ``RunAbandoned`` (at once when the credential failed: retry_policy.py); drain |
+
+Idle runs are closed by the queue's timer (:mod:`services.queue.timers`), never by the runner.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
+from events.catalogue.agent import AgentInputReturned, AgentOutputProduced, AgentRunFinished
 from events.catalogue.queue import message_run_id, task_run_id
-from events.catalogue.router import AgentInputAppended, AgentTurnRequested
+from events.catalogue.router import AgentTurnRequested
 from events.catalogue.scheduler import TaskRunRequested
 from events.repository import Repository
 from services.harness.clock import Clock
@@ -56,8 +58,9 @@ async def on_turn_requested(d: Delivery, deps: QueueDeps) -> list[Emit]:
     assert queue is not None
     if not queue.enqueue_message(run_id=message_run_id(turn.turn_id), turn_id=turn.turn_id, chat_jid=turn.chat_jid,
                                  group_folder=turn.group_folder, is_main=turn.is_main, channel=turn.channel,
-                                 prompt=turn.prompt):
+                                 prompt=turn.prompt, message_ids=turn.message_ids, batch_limit=turn.batch_limit):
         log.info("turn already queued; ignored", turn_id=turn.turn_id, chat_jid=turn.chat_jid)
+    queue.feed(turn.chat_jid)
     queue.drain(deps.config.max_concurrent)
     return _emit(queue)
 
@@ -70,33 +73,29 @@ async def on_task_requested(d: Delivery, deps: QueueDeps) -> list[Emit]:
                               group_folder=task.group_folder, is_main=task.is_main, prompt=task.prompt,
                               script=task.script, context_mode=task.context_mode):
         log.info("task already queued or running; not queued twice", task_id=task.task_id, chat_jid=task.chat_jid)
+    queue.feed(task.chat_jid)
     queue.drain(deps.config.max_concurrent)
     return _emit(queue)
 
 
 async def on_output(d: Delivery, deps: QueueDeps) -> list[Emit]:
     out: AgentOutputProduced = d.payload  # type: ignore[assignment]
-    if out.status != "success":
-        return []  # v1 notifyIdle runs on success markers only
+    if out.status != "success" or out.idle is False:
+        return []  # v1 notifyIdle runs on success markers only; a result mid-query is not the end of it
     queue = await _load(deps, create=False)
-    if queue is None or not queue.mark_idle(out.run_id, out.chat_jid):
+    if queue is None or not queue.mark_idle(out.run_id, out.chat_jid, deps.clock.now()):
         return []
+    queue.feed(out.chat_jid)
+    queue.drain(deps.config.max_concurrent)
     return _emit(queue)
 
 
-async def on_input_appended(d: Delivery, deps: QueueDeps) -> list[Emit]:
-    follow_up: AgentInputAppended = d.payload  # type: ignore[assignment]
+async def on_input_returned(d: Delivery, deps: QueueDeps) -> list[Emit]:
+    ret: AgentInputReturned = d.payload  # type: ignore[assignment]
     queue = await _load(deps, create=False)
-    active = queue.active_run(follow_up.chat_jid) if queue else None
-    if active is None or active.run_id != follow_up.run_id:
-        log.info("follow-up for a run that is not active; ignored", run_id=follow_up.run_id)
+    if queue is None or not queue.return_input(ret.run_id, ret.chat_jid, ret.queued_run_ids, ret.reason):
+        log.info("returned input is not pending in its run; ignored", run_id=ret.run_id)
         return []
-    if active.kind == "task":
-        # v1 sendMessage returns false for task containers; the router should have queued a turn instead
-        log.warning("follow-up addressed to a task run; task runs take no piped input", run_id=follow_up.run_id,
-                    chat_jid=follow_up.chat_jid)
-        return []
-    queue.pipe_input(follow_up.run_id, follow_up.chat_jid)  # type: ignore[union-attr]
     return _emit(queue)
 
 
@@ -128,6 +127,6 @@ HANDLERS = {
     "AgentTurnRequested": on_turn_requested,
     "TaskRunRequested": on_task_requested,
     "AgentOutputProduced": on_output,
-    "AgentInputAppended": on_input_appended,
+    "AgentInputReturned": on_input_returned,
     "AgentRunFinished": on_run_finished,
 }

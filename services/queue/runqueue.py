@@ -1,8 +1,21 @@
-"""The run-queue aggregate (``queue/runqueue/default``): who waits, who runs, each group's retry count.
+"""The run-queue aggregate (``queue/runqueue/default``): who waits, who runs, each group's retry count, and
+the one lifecycle of every run (issue 13: one owner).
 
 Rules as NanoClaw v1 ``GroupQueue`` (nanoclaw-behaviour §13): one run per group (chat JID), a global cap
-shared by message and task runs, a group's tasks before its messages, waiting groups served FIFO, a waiting task
-closes an idle message run, failed message runs retried with exponential backoff and then abandoned.
+shared by message and task runs, a group's tasks before its messages, waiting groups served FIFO, failed
+message runs retried with exponential backoff and then abandoned.
+
+Run states (``ActiveRun.state``; docs/agent-runs.md, "Run lifecycle: one owner, the queue")::
+
+    queued ──RunDispatched──▶ starting ──RunIdled──▶ idle ──RunInputPiped──▶ running ──RunIdled──▶ idle …
+                                                      │ RunCloseRequested (idle timeout, a turn or task waits,
+                                                      ▼ a slot is wanted, input returned)
+                                                   closing ──RunReleased──▶ finished
+
+Turns are never pushed at a run that cannot take them: a turn waits in the queue while its group's run is
+starting or running and is piped (joined with the other waiting turns, within the router's batch limit) as soon
+as the run idles. A turn the run never took, or took and never answered, goes back to the front of its group:
+at once when the run succeeded or the input was returned, after the backoff when the run failed.
 
 Command methods (``enqueue_message``, ``finish``, ``drain`` …) decide and record events; state changes only in
 the ``@event`` methods, so replaying the stored events rebuilds exactly this state. Limits (cap, retries) are
@@ -18,8 +31,9 @@ from typing import Any, Callable
 from eventsourcing.domain import event
 
 from events.aggregate import NcAggregate
-from events.catalogue.queue import rerun_id
+from events.catalogue.queue import rerun_id, retry_run_id
 from events.catalogue.types import iso_utc
+from services.harness.clock import parse_time as parse_iso
 
 QUEUE_ID = "default"
 RECENT_RUNS = 5000
@@ -42,18 +56,39 @@ class QueuedRun:
     context_mode: str
     turn_id: str | None
     rerun: bool = False
+    message_ids: list[str] = field(default_factory=list)
+    batch_limit: int | None = None
+    tries: int = 0  # runs this turn was dispatched in (a retry gets a fresh run id)
 
 
 @dataclass
 class ActiveRun:
-    """The group's dispatched run (``spec`` as dispatched: coalesced prompt, first queued run's id)."""
+    """The group's dispatched run (``spec`` as dispatched: coalesced prompt, first queued run's id).
+
+    ``state``: starting, running, idle or closing. ``turns``: the message turns given to the run (dispatched and
+    piped, oldest first); ``answered``: how many of them the run answered (it went idle after them);
+    ``idle_since``: ISO UTC time of the last ``RunIdled`` (the idle timer's start)."""
 
     spec: QueuedRun
     turn_ids: list[str]
     queued_run_ids: list[str]
     attempt: int
-    idle: bool = False
-    close_requested: bool = False
+    state: str = "starting"
+    turns: list[QueuedRun] = field(default_factory=list)
+    answered: int = 0
+    idle_since: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.state == "idle"
+
+    @property
+    def close_requested(self) -> bool:
+        return self.state == "closing"
+
+    @property
+    def unanswered(self) -> list[QueuedRun]:
+        return self.turns[self.answered:]
 
     @property
     def run_id(self) -> str:
@@ -73,6 +108,7 @@ class GroupState:
     active: ActiveRun | None = None
     tasks: list[QueuedRun] = field(default_factory=list)
     messages: list[QueuedRun] = field(default_factory=list)
+    held: list[QueuedRun] = field(default_factory=list)  # a failed run's turns, retried first
     retry_count: int = 0
     retries: dict[int, str] = field(default_factory=dict)
 
@@ -114,65 +150,116 @@ class RunQueue(NcAggregate):
     # -- commands -----------------------------------------------------------------------------------------
 
     def enqueue_message(self, *, run_id: str, turn_id: str, chat_jid: str, group_folder: str, is_main: bool,
-                        channel: str | None, prompt: str) -> bool:
-        """Queue a message run (v1 enqueueMessageCheck). Returns False for a run already queued (redelivery)."""
+                        channel: str | None, prompt: str, message_ids: list[str] | None = None,
+                        batch_limit: int | None = None) -> bool:
+        """Queue a message turn (v1 enqueueMessageCheck). Returns False for a turn already queued (redelivery).
+        The caller then calls :meth:`feed` (an idle run takes it) and :meth:`drain`."""
         if self.knows(run_id):
             return False
         self._queued(run_id=run_id, chat_jid=chat_jid, group_folder=group_folder, kind="message", is_main=is_main,
-                     channel=channel, prompt=prompt, task_id=None, script=None, context_mode="group", turn_id=turn_id)
+                     channel=channel, prompt=prompt, task_id=None, script=None, context_mode="group", turn_id=turn_id,
+                     message_ids=list(message_ids or []), batch_limit=batch_limit)
         return True
 
     def enqueue_task(self, *, run_id: str, task_id: str, chat_jid: str, group_folder: str, is_main: bool,
                      prompt: str, script: str | None, context_mode: str) -> bool:
         """Queue a task run (v1 enqueueTask). Returns False when the run is already queued or the task is
-        queued or running (v1 #138: the scheduler re-finds due tasks while they run). A waiting task closes an
-        idle message run at once (v1 preempt)."""
+        queued or running (v1 #138: the scheduler re-finds due tasks while they run). The caller then calls
+        :meth:`feed`, which closes an idle message run at once (v1 preempt)."""
         if self.knows(run_id) or self._task_known(chat_jid, task_id):
             return False
         self._queued(run_id=run_id, chat_jid=chat_jid, group_folder=group_folder, kind="task", is_main=is_main,
-                     channel=None, prompt=prompt, task_id=task_id, script=script, context_mode=context_mode, turn_id=None)
-        self._close_if_idle(chat_jid)
+                     channel=None, prompt=prompt, task_id=task_id, script=script, context_mode=context_mode,
+                     turn_id=None, message_ids=[], batch_limit=None)
         return True
 
-    def mark_idle(self, run_id: str, chat_jid: str) -> bool:
-        """The active message run reported a success result (v1 notifyIdle); a waiting task closes it.
-        Returns False when nothing changed (another run, a task run, already idle)."""
+    def mark_idle(self, run_id: str, chat_jid: str, now: datetime) -> bool:
+        """The active run ended a query and waits (v1 notifyIdle): every turn given so far is answered. Returns
+        False when nothing changed (another run, already idle, closing). The caller then calls :meth:`feed`."""
         active = self.active_run(chat_jid)
-        if active is None or active.run_id != run_id or active.kind != "message" or active.idle:
+        if active is None or active.run_id != run_id or active.state not in ("starting", "running"):
             return False
-        self._idled(run_id=run_id, chat_jid=chat_jid)
-        self._close_if_idle(chat_jid)
+        self._idled(run_id=run_id, chat_jid=chat_jid, idle_since=iso_utc(now))
         return True
 
-    def pipe_input(self, run_id: str, chat_jid: str) -> bool:
-        """A follow-up went into the active message run (v1 sendMessage): it is busy again. Only an idle run
-        changes state, so a redelivered follow-up records nothing twice. Task runs take no input (v1)."""
+    def feed(self, chat_jid: str) -> None:
+        """Whatever waits for ``chat_jid`` meets its idle run: message turns are piped into an idle message run
+        (joined within their batch limit); a waiting task, or turns an idle task run cannot take, close it."""
+        g = self.groups.get(chat_jid)
+        a = g.active if g else None
+        if g is None or a is None or a.state != "idle":
+            return
+        if a.kind == "message" and g.messages and not g.tasks:
+            batch = self._batch(g.held + g.messages)
+            self._piped(run_id=a.run_id, chat_jid=chat_jid, group_folder=a.spec.group_folder,
+                        prompt="\n".join(t.prompt for t in batch), turn_ids=[t.turn_id for t in batch if t.turn_id],
+                        queued_run_ids=[t.run_id for t in batch], message_ids=[i for t in batch for i in t.message_ids])
+        elif g.tasks or g.messages:
+            self._close(a, "task_waiting" if g.tasks else "turn_waiting")
+
+    def return_input(self, run_id: str, chat_jid: str, queued_run_ids: list[str], reason: str) -> bool:
+        """Piped turns never reached the run (the runner could not hand them over): they go back to the front
+        of the group's turns and the run is closed so the next run takes them at once. False when they are not
+        this run's unanswered turns (the run has ended: its release already put them back)."""
         active = self.active_run(chat_jid)
-        if active is None or active.run_id != run_id or active.kind != "message" or not active.idle:
+        if active is None or active.run_id != run_id:
             return False
-        self._piped(run_id=run_id, chat_jid=chat_jid)
+        ids = set(queued_run_ids)
+        if not ids or not ids <= {t.run_id for t in active.unanswered}:
+            return False
+        self._requeued(run_id=run_id, chat_jid=chat_jid, queued_run_ids=list(queued_run_ids), reason=reason[:500])
+        self._close(active, "input_returned")
+        return True
+
+    def idle_due(self, idle_timeout_ms: int, task_close_delay_ms: int) -> list[tuple[str, str]]:
+        """Idle runs and when their idle time ends, as ``(due_at ISO UTC, chat_jid)`` sorted by time: a message
+        run ``idle_timeout_ms`` after it idled, a task run (single-turn) ``task_close_delay_ms`` after its result
+        (v1 ``IDLE_TIMEOUT``, ``TASK_CLOSE_DELAY_MS``)."""
+        due = []
+        for jid, g in self.groups.items():
+            a = g.active
+            if a is not None and a.state == "idle" and a.idle_since:
+                ms = idle_timeout_ms if a.kind == "message" else task_close_delay_ms
+                due.append((iso_utc(parse_iso(a.idle_since) + timedelta(milliseconds=ms)), jid))
+        return sorted(due)
+
+    def close_idle(self, chat_jid: str) -> bool:
+        """Close the group's idle run (its idle time is over). False when it is not idle any more."""
+        active = self.active_run(chat_jid)
+        if active is None or active.state != "idle":
+            return False
+        self._close(active, "idle_timeout" if active.kind == "message" else "task_done")
         return True
 
     def finish(self, *, run_id: str, chat_jid: str, status: str, output_delivered: bool, interrupted: bool,
                error: str | None, now: datetime, max_retries: int,
                retry_delay_ms: Callable[[int], int]) -> bool:
         """The group's active run ended: free its slot, then retry or abandon a failed message run (v1
-        runForGroup/scheduleRetry). ``retry_delay_ms(attempt)`` gives the backoff. A failure after output reached
-        the user counts as handled (v1). An interrupted task run is re-queued once. Returns False for a run that
-        is not the group's active one (already finished, or never dispatched here)."""
+        runForGroup/scheduleRetry). ``retry_delay_ms(attempt)`` gives the backoff. A message run failed when it
+        did not succeed and left turns unanswered; the turns it answered are done (v1: a failure after output
+        reached the user counts as handled), the unanswered ones go back to the group: after the backoff when it
+        failed, at once when it succeeded. An interrupted task run is re-queued once. Returns False for a run
+        that is not the group's active one (already finished, or never dispatched here)."""
         g = self.groups.get(chat_jid)
         active = g.active if g else None
         if g is None or active is None or active.run_id != run_id:
             return False
-        failed = status != "succeeded" and not output_delivered
         spec = active.spec
+        answered = active.answered
+        if status == "succeeded" or output_delivered:
+            # v1 counts a run that succeeded, or whose output reached the user, as handled: its dispatched turns
+            # are answered even without an idle marker (an agent that sends none); piped ones only when answered
+            answered = max(answered, len(active.turns) - len(self._piped_turns(active)))
+        left = active.turns[answered:]
+        failed = status != "succeeded" and (bool(left) if spec.kind == "message" else not output_delivered)
         if spec.kind == "task" and interrupted and not spec.rerun and not self._task_pending(chat_jid, spec.task_id):
             # queued before the release: while the task is still active, its RunQueued marks the re-run
             self._queued(run_id=rerun_id(run_id), chat_jid=chat_jid, group_folder=spec.group_folder, kind="task",
                          is_main=spec.is_main, channel=spec.channel, prompt=spec.prompt, task_id=spec.task_id,
-                         script=spec.script, context_mode=spec.context_mode, turn_id=None)
+                         script=spec.script, context_mode=spec.context_mode, turn_id=None, message_ids=[],
+                         batch_limit=None)
         self._released(run_id=run_id, chat_jid=chat_jid, group_folder=spec.group_folder, kind=spec.kind,
-                       outcome="failed" if failed else "succeeded")
+                       outcome="failed" if failed else "succeeded", answered=answered)
         if spec.kind == "message" and failed:
             attempt = g.retry_count + 1
             if attempt > max_retries:
@@ -185,7 +272,8 @@ class RunQueue(NcAggregate):
         return True
 
     def retry_due(self, chat_jid: str, attempt: int) -> bool:
-        """Record that a scheduled retry is due (the router then requests a turn). False if already recorded."""
+        """Record that a scheduled retry is due: the failed run's turns rejoin the front of the group (the
+        caller then drains). False if already recorded."""
         g = self.groups.get(chat_jid)
         if g is None or attempt not in g.retries:
             return False
@@ -194,7 +282,9 @@ class RunQueue(NcAggregate):
 
     def drain(self, cap: int, first: str | None = None) -> list[str]:
         """Dispatch while under ``cap``: ``first`` (the group whose run just ended: v1 drainGroup) and then the
-        waiting groups FIFO (v1 drainWaiting); in each, tasks before messages. Returns the dispatched run ids."""
+        waiting groups FIFO (v1 drainWaiting); in each, tasks before messages. Groups still waiting when the cap
+        is reached close as many idle runs (longest idle first), so no turn waits on an idle timeout for a slot.
+        Returns the dispatched run ids."""
         started = []
         for jid in ([first] if first else []) + [j for j in self.waiting if j != first]:
             if self.active_count >= cap:
@@ -202,9 +292,38 @@ class RunQueue(NcAggregate):
             g = self.groups.get(jid)
             if g is not None and g.active is None and g.has_pending:
                 started.append(self._dispatch(g))
+        wanted = sum(1 for j in self.waiting if self.groups[j].active is None and self.groups[j].has_pending)
+        closing = sum(1 for g in self.groups.values() if g.active is not None and g.active.state == "closing")
+        idle = sorted((g.active.idle_since or "", jid) for jid, g in self.groups.items()
+                      if g.active is not None and g.active.state == "idle")
+        for _, jid in idle[:max(0, wanted - closing)]:
+            self._close(self.groups[jid].active, "slot_wanted")  # type: ignore[arg-type]
         return started
 
     # -- decisions ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _piped_turns(active: ActiveRun) -> list[QueuedRun]:
+        dispatched = set(active.queued_run_ids)
+        return [t for t in active.turns if t.run_id not in dispatched]
+
+    @staticmethod
+    def _batch(turns: list[QueuedRun]) -> list[QueuedRun]:
+        """The front turns that fit in one prompt: at least one, then more while their messages stay within the
+        first turn's ``batch_limit`` (the router's ``max_messages_per_prompt``; None: no limit, older logs)."""
+        limit = turns[0].batch_limit
+        batch, count = [turns[0]], len(turns[0].message_ids)
+        for t in turns[1:]:
+            if limit is not None and count + len(t.message_ids) > limit:
+                break
+            batch.append(t)
+            count += len(t.message_ids)
+        return batch
+
+    def _close(self, a: ActiveRun, reason: str) -> None:
+        if a.state != "closing":
+            self._close_requested(run_id=a.run_id, chat_jid=a.spec.chat_jid, group_folder=a.spec.group_folder,
+                                  reason=reason)
 
     def _task_pending(self, chat_jid: str, task_id: str | None) -> bool:
         g = self.groups.get(chat_jid)
@@ -214,13 +333,6 @@ class RunQueue(NcAggregate):
         active = self.active_run(chat_jid)
         return (active is not None and active.spec.task_id == task_id) or self._task_pending(chat_jid, task_id)
 
-    def _close_if_idle(self, chat_jid: str) -> None:
-        g = self.groups[chat_jid]
-        a = g.active
-        if a is not None and a.kind == "message" and a.idle and not a.close_requested and g.tasks:
-            self._close_requested(run_id=a.run_id, chat_jid=chat_jid, group_folder=a.spec.group_folder,
-                                  reason="task_waiting")
-
     def _dispatch(self, g: GroupState) -> str:
         if g.tasks:  # tasks first: they are not re-discovered like messages are (v1)
             t = g.tasks[0]
@@ -228,13 +340,15 @@ class RunQueue(NcAggregate):
                              is_main=t.is_main, channel=t.channel, prompt=t.prompt, task_id=t.task_id, script=t.script,
                              context_mode=t.context_mode, turn_ids=[], queued_run_ids=[t.run_id], attempt=0)
             return t.run_id
-        first, last = g.messages[0], g.messages[-1]  # coalesce: v1 hands all pending messages to one run
-        self._dispatched(run_id=first.run_id, chat_jid=g.chat_jid, group_folder=last.group_folder, kind="message",
-                         is_main=last.is_main, channel=last.channel, prompt="\n".join(m.prompt for m in g.messages),
+        batch = self._batch(g.held + g.messages)  # a failed run's turns first, then the new ones, in order
+        first, last = batch[0], batch[-1]  # coalesce: v1 hands the pending messages to one run
+        run_id = first.run_id if first.tries == 0 else retry_run_id(first.run_id, first.tries)
+        self._dispatched(run_id=run_id, chat_jid=g.chat_jid, group_folder=last.group_folder, kind="message",
+                         is_main=last.is_main, channel=last.channel, prompt="\n".join(m.prompt for m in batch),
                          task_id=None, script=None, context_mode="group",
-                         turn_ids=[m.turn_id for m in g.messages if m.turn_id],
-                         queued_run_ids=[m.run_id for m in g.messages], attempt=g.retry_count)
-        return first.run_id
+                         turn_ids=[m.turn_id for m in batch if m.turn_id],
+                         queued_run_ids=[m.run_id for m in batch], attempt=g.retry_count)
+        return run_id
 
     # -- events (the only state changes) ------------------------------------------------------------------
 
@@ -249,12 +363,13 @@ class RunQueue(NcAggregate):
 
     @event("RunQueued")
     def _queued(self, run_id: str, chat_jid: str, group_folder: str, kind: str, is_main: bool, channel: str | None,
-                prompt: str, task_id: str | None, script: str | None, context_mode: str, turn_id: str | None) -> None:
+                prompt: str, task_id: str | None, script: str | None, context_mode: str, turn_id: str | None,
+                message_ids: list[str] | None = None, batch_limit: int | None = None) -> None:
         g = self._group(chat_jid, group_folder)
         # the running task's own id can only be queued as the re-run of its interruption (dedup forbids it otherwise)
         rerun = kind == "task" and g.active is not None and g.active.spec.task_id == task_id
         run = QueuedRun(run_id, kind, chat_jid, group_folder, is_main, channel, prompt, task_id, script, context_mode,
-                        turn_id, rerun)
+                        turn_id, rerun, list(message_ids or []), batch_limit)
         (g.tasks if kind == "task" else g.messages).append(run)
         self._wait(g)
         self.recent[run_id] = None
@@ -269,31 +384,67 @@ class RunQueue(NcAggregate):
         ids = set(queued_run_ids)
         rerun = any(r.rerun for r in g.tasks if r.run_id in ids)
         g.tasks = [r for r in g.tasks if r.run_id not in ids]
-        g.messages = [r for r in g.messages if r.run_id not in ids]
+        pool = g.held + g.messages if kind == "message" else g.messages
+        turns = [r for r in pool if r.run_id in ids]
+        for r in turns:
+            r.tries += 1
+        if kind == "message":
+            g.held = []
+        g.messages = [r for r in pool if r.run_id not in ids]
         spec = QueuedRun(run_id, kind, chat_jid, group_folder, is_main, channel, prompt, task_id, script, context_mode,
                          turn_ids[0] if turn_ids else None, rerun)
-        g.active = ActiveRun(spec, list(turn_ids), list(queued_run_ids), attempt)
+        g.active = ActiveRun(spec, list(turn_ids), list(queued_run_ids), attempt, turns=turns)
         if chat_jid in self.waiting:
             self.waiting.remove(chat_jid)
+        self._wait(g)
 
     @event("RunIdled")
-    def _idled(self, run_id: str, chat_jid: str) -> None:
-        self.groups[chat_jid].active.idle = True  # type: ignore[union-attr]
+    def _idled(self, run_id: str, chat_jid: str, idle_since: str | None = None) -> None:
+        a = self.groups[chat_jid].active
+        assert a is not None
+        a.state, a.answered, a.idle_since = "idle", len(a.turns), idle_since
 
     @event("RunInputPiped")
-    def _piped(self, run_id: str, chat_jid: str) -> None:
-        self.groups[chat_jid].active.idle = False  # type: ignore[union-attr]
+    def _piped(self, run_id: str, chat_jid: str, group_folder: str | None = None, prompt: str | None = None,
+               turn_ids: list[str] | None = None, queued_run_ids: list[str] | None = None,
+               message_ids: list[str] | None = None) -> None:
+        g = self.groups[chat_jid]
+        a = g.active
+        assert a is not None
+        a.state = "running"  # (older logs: a follow-up the router piped itself; no turns move)
+        ids = set(queued_run_ids or ())
+        pool = g.held + g.messages
+        a.turns += [r for r in pool if r.run_id in ids]
+        if ids:
+            g.held = [r for r in g.held if r.run_id not in ids]
+            g.messages = [r for r in g.messages if r.run_id not in ids]
+
+    @event("RunInputRequeued")
+    def _requeued(self, run_id: str, chat_jid: str, queued_run_ids: list[str], reason: str) -> None:
+        g = self.groups[chat_jid]
+        a = g.active
+        assert a is not None
+        ids = set(queued_run_ids)
+        back = [t for t in a.turns if t.run_id in ids]
+        a.turns = [t for t in a.turns if t.run_id not in ids]
+        g.messages = back + g.messages
 
     @event("RunCloseRequested")
     def _close_requested(self, run_id: str, chat_jid: str, group_folder: str, reason: str) -> None:
-        self.groups[chat_jid].active.close_requested = True  # type: ignore[union-attr]
+        self.groups[chat_jid].active.state = "closing"  # type: ignore[union-attr]
 
     @event("RunReleased")
-    def _released(self, run_id: str, chat_jid: str, group_folder: str, kind: str, outcome: str) -> None:
+    def _released(self, run_id: str, chat_jid: str, group_folder: str, kind: str, outcome: str,
+                  answered: int | None = None) -> None:
         g = self._group(chat_jid, group_folder)
+        a = g.active
+        left = a.turns[answered:] if a is not None and answered is not None else []
         g.active = None
         if kind == "message" and outcome == "succeeded":
             g.retry_count = 0  # v1: a successful message run resets the backoff
+            g.messages = left + g.messages  # taken but never answered: first in line, at once
+        elif kind == "message":
+            g.held = left + g.held  # retried after the backoff (or with the next turn, whichever comes first)
         self._wait(g)
 
     @event("RunRetryScheduled")
@@ -305,7 +456,11 @@ class RunQueue(NcAggregate):
 
     @event("MessageRetryDue")
     def _retry_became_due(self, chat_jid: str, attempt: int) -> None:
-        self.groups[chat_jid].retries.pop(attempt, None)
+        g = self.groups[chat_jid]
+        g.retries.pop(attempt, None)
+        g.messages = g.held + g.messages
+        g.held = []
+        self._wait(g)
 
     @event("RunAbandoned")
     def _abandoned(self, chat_jid: str, group_folder: str, run_id: str, attempts: int, reason: str) -> None:

@@ -1,6 +1,8 @@
-"""The retry clock: turns each due ``RunRetryScheduled`` into ``MessageRetryDue`` (v1 scheduleRetry's setTimeout).
+"""The queue's clock: turns each due ``RunRetryScheduled`` into ``MessageRetryDue`` (v1 scheduleRetry's
+setTimeout) and closes each run whose idle time is over (``RunCloseRequested``: v1's idle timer, which the
+runner kept before; the queue owns the run lifecycle now).
 
-The plan is the queue's state (retries scheduled and not yet due), so a restarted service re-plans from the
+The plan is the queue's state (retries scheduled and not yet due, idle runs), so a restarted service re-plans from the
 reloaded aggregate and a retry that fell due while it was down fires at once. The task follows the queue
 aggregate's commits to re-plan when the state changes. Time comes from an injectable :class:`Clock`, so tests
 move time by hand and never wait for real.
@@ -25,15 +27,23 @@ if TYPE_CHECKING:
 log = get_logger("nanoclaw.queue", service="queue")
 
 
-def next_due(queue: RunQueue | None) -> datetime | None:
-    """When the earliest scheduled retry without a ``MessageRetryDue`` falls due (None: nothing scheduled)."""
-    retries = queue.scheduled_retries() if queue else []
-    return parse_time(retries[0][0]) if retries else None
+def _idle(queue: RunQueue, deps: "QueueDeps") -> list[tuple[str, str]]:
+    return queue.idle_due(deps.config.idle_timeout_ms, deps.config.task_close_delay_ms)
+
+
+def next_due(queue: RunQueue | None, deps: "QueueDeps | None" = None) -> datetime | None:
+    """When the earliest scheduled retry without a ``MessageRetryDue`` falls due, or (given ``deps``) the
+    earliest idle run's idle time ends (None: nothing planned)."""
+    if queue is None:
+        return None
+    times = [at for at, _, _ in queue.scheduled_retries()] + ([at for at, _ in _idle(queue, deps)] if deps else [])
+    return parse_time(min(times)) if times else None
 
 
 async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tuple[str, int]]:
-    """Append one ``MessageRetryDue`` per retry due by ``deps.clock.now()``, in one commit. Returns the fired
-    ``(chat_jid, attempt)`` pairs. The message id is keyed on the queue position the decision was based on,
+    """Append one ``MessageRetryDue`` per retry due by ``deps.clock.now()`` (and dispatch what that frees) and
+    one ``RunCloseRequested`` per run idle for its whole idle time, in one commit. Returns the fired
+    ``(chat_jid, attempt)`` retry pairs. The message id is keyed on the queue position the decision was based on,
     so two timers deciding on the same state store one commit. ``queue``: the aggregate when the caller has
     just loaded it (default: load it).
 
@@ -48,11 +58,16 @@ async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tup
     due = [(jid, n) for at, jid, n in queue.scheduled_retries() if at <= now]  # ISO UTC strings sort as times
     for jid, n in due:
         queue.retry_due(jid, n)
+    closed = [jid for at, jid in _idle(queue, deps) if at <= now and queue.close_idle(jid)]
+    if due:
+        queue.drain(deps.config.max_concurrent)
+    if closed:
+        log.info("idle runs closed", chat_jids=closed)
     emit = Emit.of(queue)
     if emit is not None:
         await append_emit(deps.repository.store, emit, source=deps.repository.source,
                           msg_id=f"queue-retry-due:{emit.expected_seq}")
-        log.info("message retries due", retries=due)
+        log.info("queue timers fired", retries=due, closed=closed)
     return due
 
 
@@ -62,7 +77,7 @@ async def retry_timer(deps: "QueueDeps") -> None:
 
     async def step() -> datetime | None:
         queue = await deps.repository.get(RunQueue, QUEUE_ID)
-        due = next_due(queue)
+        due = next_due(queue, deps)
         if due is not None and due <= deps.clock.now():
             await fire_due(deps, queue)
             return deps.clock.now()  # look again at once: the next retry may be due too

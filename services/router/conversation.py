@@ -1,8 +1,11 @@
 """The conversation aggregate (one per chat): the agent cursor, moved only by events.
 
-The cursor is the timestamp of the last message handed to an agent (v1 ``lastAgentTimestamp``). It advances
-when a turn is requested or input is appended to a running agent, and goes back when a run fails before any
-output reached the user, so those messages are retried (v1 processGroupMessages). Optimistic concurrency on
+The cursor is the timestamp of the last message handed to an agent (v1 ``lastAgentTimestamp``) plus the ids of
+the messages at that timestamp already handed over (``cursor_ids``: many messages share a timestamp, and a batch
+may end among them). It only moves forward, past the messages of each requested turn: from there the queue owns
+the turn (it runs it, pipes it, retries it or returns it to the front of the chat's queue; docs/agent-runs.md,
+"Run lifecycle"). ``AgentInputAppended`` and ``AgentCursorRolledBack`` are no longer recorded; they stay here so
+older logs replay. Optimistic concurrency on
 this aggregate is what stops two routers (or a redelivery) from handing the same messages to two runs.
 """
 
@@ -26,31 +29,23 @@ class Conversation(NcAggregate):
     def __init__(self, chat_jid: str, cursor: str = ""):
         self.chat_jid = chat_jid
         self.cursor = cursor
-        self.turn_cursors: dict[str, str] = {}  # turn id -> cursor before it (for roll-back)
-        self.rolled_back: set[str] = set()
+        self.cursor_ids: list[str] | None = None  # None: everything at ``cursor`` was handed over (v1 rule)
 
     @event("AgentTurnRequested")
     def request_turn(self, turn_id: str, chat_jid: str, group_folder: str, is_main: bool, channel: str, prompt: str,
                      message_ids: list[str], previous_cursor: str, cursor: str, omitted: int = 0,
-                     session_id: str | None = None) -> None:
-        self.turn_cursors[turn_id] = previous_cursor
+                     session_id: str | None = None, cursor_ids: list[str] | None = None,
+                     batch_limit: int | None = None) -> None:
         self.cursor = cursor
+        self.cursor_ids = cursor_ids
 
     @event("AgentInputAppended")
     def append_input(self, run_id: str, chat_jid: str, group_folder: str, prompt: str, message_ids: list[str],
                      previous_cursor: str, cursor: str) -> None:
-        self.cursor = cursor
-
-    def roll_back(self, run_id: str, turn_id: str | None, reason: str) -> bool:
-        """Move the cursor back to before ``turn_id``. Returns False when there is nothing to roll back
-        (unknown turn, or already rolled back: a redelivered failure must not roll back twice)."""
-        if turn_id is None or turn_id not in self.turn_cursors or turn_id in self.rolled_back:
-            return False
-        self._rolled_back(chat_jid=self.chat_jid, run_id=run_id, turn_id=turn_id, cursor=self.turn_cursors[turn_id],
-                          reason=reason)
-        return True
+        self.cursor = cursor  # legacy (older logs): follow-ups the router piped itself
+        self.cursor_ids = None
 
     @event("AgentCursorRolledBack")
     def _rolled_back(self, chat_jid: str, run_id: str, turn_id: str, cursor: str, reason: str) -> None:
-        self.cursor = cursor
-        self.rolled_back.add(turn_id)  # state changes live in event methods: a reloaded aggregate remembers
+        self.cursor = cursor  # legacy (older logs): the queue now retries the failed run's turns instead
+        self.cursor_ids = None

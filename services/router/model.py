@@ -10,23 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# JavaScript's String.prototype.trim() strips exactly the ECMAScript WhiteSpace and LineTerminator code
-# points. Python's str.strip() uses a different set (it also strips \x1c-\x1f and \x85, and keeps the
-# BOM \ufeff), so NanoClaw's "trimmed content" rules are reproduced with this explicit set instead.
-JS_WHITESPACE = (
-    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
-
-
-def js_trim(text: str) -> str:
-    """Strip leading and trailing whitespace exactly as JavaScript's ``String.prototype.trim`` does.
-
-    NanoClaw trims trigger text, message content (before trigger matching) and agent output (after removing
-    ``<internal>`` blocks) with JS ``trim()``; using Python's ``str.strip()`` would differ on a few
-    control and format characters.
-    """
-    return text.strip(JS_WHITESPACE)
+# The one JS-trim of the system lives with the output rules (the router trims triggers and content with it too).
+from events.catalogue.output_text import js_trim  # noqa: F401  (re-exported for the router modules)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The agent prompt: pending messages as NanoClaw's XML (NanoClaw v1 ``router.ts formatMessages``, §8).
 
-Shape, byte for byte (``omitted=0``)::
+Shape, byte for byte::
 
     <context timezone="America/New_York" />
     <messages>
@@ -9,13 +9,9 @@ Shape, byte for byte (``omitted=0``)::
       <quoted_message from="Carol">Are you coming?</quoted_message>Yes, on my way!</message>
     </messages>
 
-Improvement over NanoClaw (its quirk §23.2 silently drops older pending messages): when the caller says
-``omitted=N`` (N > 0), one line is inserted between the context line and ``<messages>``::
-
-    <omitted_messages count="3">3 earlier messages in this chat were not included; only the most recent messages are shown below.</omitted_messages>
-
-Everything else stays byte-identical, and the line contains no ``<message `` tag, so counting messages in the
-prompt still works.
+NanoClaw's quirk §23.2 (older pending messages silently dropped) is not reproduced here, nor announced: the
+router hands every pending message over, in turns of at most ``max_messages_per_prompt`` (issue 13), so a
+prompt never needs a notice of what it left out.
 """
 
 from __future__ import annotations
@@ -111,38 +107,19 @@ def _format_message(message: StoredMessage, tz_name: str) -> str:
     )
 
 
-def omitted_notice(omitted: int) -> str:
-    """The one-line notice :func:`format_messages` inserts when ``omitted > 0`` (no trailing newline)."""
-    noun = "message in this chat was" if omitted == 1 else "messages in this chat were"
-    return (
-        f'<omitted_messages count="{omitted}">{omitted} earlier {noun} not included; '
-        "only the most recent messages are shown below.</omitted_messages>"
-    )
-
-
-def format_messages(messages: Sequence[StoredMessage], timezone: str, *, omitted: int = 0) -> str:
+def format_messages(messages: Sequence[StoredMessage], timezone: str) -> str:
     """Build the agent prompt for ``messages`` (chronological) in ``timezone`` (IANA name).
 
-    Byte-identical to NanoClaw v1 ``formatMessages`` when ``omitted == 0`` (see the module docstring for the
-    shape): sender, time, reply id, quoted sender and all text are escaped with :func:`escape_xml`; an empty
-    list gives ``<context …/>\\n<messages>\\n\\n</messages>``. The header names the *resolved* zone, so an
+    Byte-identical to NanoClaw v1 ``formatMessages`` (see the module docstring for the shape): sender, time,
+    reply id, quoted sender and all text are escaped with :func:`escape_xml`; an empty list gives ``<context …/>\\n<messages>\\n\\n</messages>``. The header names the *resolved* zone, so an
     invalid name shows ``UTC`` both in the header and in the times (NanoClaw resolves before calling, so the
     two agree there too).
 
     Args:
-        messages: the messages to show, oldest first (as returned by ``selection.pending_messages``).
+        messages: the messages to show, oldest first (one batch of ``selection.batches``).
         timezone: IANA zone name for the header and the times.
-        omitted: how many older pending messages were left out by the per-prompt cap; when > 0 a notice line
-            goes between the context line and ``<messages>``.
-
-    Raises:
-        ValueError: ``omitted`` is negative.
     """
-    if omitted < 0:
-        raise ValueError(f"omitted must be >= 0, got {omitted}")
     tz_name = resolve_timezone(timezone)
     header = f'<context timezone="{escape_xml(tz_name)}" />\n'
-    if omitted:
-        header += omitted_notice(omitted) + "\n"
     body = "\n".join(_format_message(m, tz_name) for m in messages)
     return f"{header}<messages>\n{body}\n</messages>"

@@ -32,9 +32,10 @@ def _group(r: sqlite3.Row) -> Group:
     return Group(r["jid"], r["name"], r["folder"], r["trigger_pattern"], bool(r["requires_trigger"]), bool(r["is_main"]), config)
 
 
-def messages_after(rm: ReadModel, chat_jid: str, cursor: str) -> list[StoredMessage]:
-    """A chat's stored messages with ``timestamp > cursor``, oldest first (selection filters bots, empties)."""
-    rows = rm.query("SELECT * FROM messages WHERE chat_jid = ? AND timestamp > ? ORDER BY timestamp, rowid", (chat_jid, cursor))
+def messages_from(rm: ReadModel, chat_jid: str, cursor: str) -> list[StoredMessage]:
+    """A chat's stored messages with ``timestamp >= cursor``, oldest first and in arrival order within one
+    timestamp (selection filters bots, empties and those at the cursor already handed over)."""
+    rows = rm.query("SELECT * FROM messages WHERE chat_jid = ? AND timestamp >= ? ORDER BY timestamp, rowid", (chat_jid, cursor))
     return [_message(r) for r in rows]
 
 
@@ -49,18 +50,6 @@ def _message(r: sqlite3.Row) -> StoredMessage:
     return StoredMessage(r["id"], r["chat_jid"], r["sender"], r["sender_name"], r["content"] or "", r["timestamp"],
                          bool(r["is_from_me"]), bool(r["is_bot_message"]), r["reply_to_message_id"],
                          r["reply_to_message_content"], r["reply_to_sender_name"])
-
-
-def active_message_run(rm: ReadModel, chat_jid: str) -> str | None:
-    """The id of a running *message* run for the chat (follow-ups go there; never into a task run)."""
-    rows = rm.query("SELECT run_id FROM agent_runs WHERE chat_jid = ? AND status = 'running' AND kind = 'message' "
-                    "ORDER BY started_at DESC LIMIT 1", (chat_jid,))
-    return rows[0]["run_id"] if rows else None
-
-
-def run_turn(rm: ReadModel, run_id: str) -> str | None:
-    rows = rm.query("SELECT turn_id FROM agent_runs WHERE run_id = ?", (run_id,))
-    return rows[0]["turn_id"] if rows else None
 
 
 def chat_channel(rm: ReadModel, chat_jid: str) -> str | None:

@@ -57,7 +57,9 @@ def pending_messages(
     assistant_name: str,
     limit: int = MAX_MESSAGES_PER_PROMPT,
 ) -> tuple[list[StoredMessage], int]:
-    """The messages to put in a group's next prompt, as NanoClaw v1 ``getMessagesSince``.
+    """NanoClaw v1 ``getMessagesSince``: the **most recent** ``limit`` pending messages, the rest cut (quirk
+    §23.2). Kept as the reference of v1's rule; the router does not use it any more: it hands over every
+    pending message (:func:`unseen_messages`, :func:`batches`; issue 13).
 
     Args:
         messages: that chat's stored messages, in any order (pass one chat's rows only).
@@ -67,8 +69,7 @@ def pending_messages(
 
     Returns:
         ``(selected, omitted)``: ``selected`` oldest first; ``omitted`` is how many older eligible
-        messages the limit cut off (NanoClaw drops them silently, quirk §23.2; pass it to
-        ``prompt.format_messages(..., omitted=...)``).
+        messages the limit cut off (NanoClaw drops them silently, quirk §23.2).
 
     Raises:
         ValueError: ``limit < 1``.
@@ -77,6 +78,55 @@ def pending_messages(
     eligible = _eligible(messages, cursor, assistant_name)
     selected = eligible[-limit:]
     return selected, len(eligible) - len(selected)
+
+
+def unseen_messages(
+    messages: Iterable[StoredMessage],
+    cursor: str,
+    cursor_ids: Collection[str] | None,
+    assistant_name: str,
+) -> list[StoredMessage]:
+    """Every eligible message the model has not been given yet, oldest first (issue 13: no silent cut).
+
+    Args:
+        messages: that chat's stored messages with ``timestamp >= cursor``, in arrival order.
+        cursor: the timestamp of the newest message handed to a turn.
+        cursor_ids: ids of the messages *at* ``cursor`` already handed over. ``None`` (cursors recorded before
+            this field existed, or recovered ones) means every message at ``cursor`` was handed over, as v1's
+            strict ``timestamp > cursor``. Needed because many messages share one timestamp (WhatsApp gives
+            seconds), and a batch may end in the middle of them.
+
+    Same filter as :func:`pending_messages` (bots and empty content left out), but nothing is cut: the caller
+    splits the result into batches (:func:`batches`).
+    """
+    done = set(cursor_ids or ())
+    picked = [m for m in messages
+              if (m.timestamp > cursor or (cursor_ids is not None and m.timestamp == cursor and m.id not in done))
+              and m.content and not is_bot_message(m, assistant_name)]
+    picked.sort(key=lambda m: m.timestamp)  # stable: same-timestamp rows keep arrival order
+    return picked
+
+
+def batches(messages: Sequence[StoredMessage], limit: int) -> list[list[StoredMessage]]:
+    """``messages`` (oldest first) in consecutive batches of at most ``limit``: one turn each, in order.
+
+    Raises:
+        ValueError: ``limit < 1``.
+    """
+    _check_limit(limit)
+    return [list(messages[i:i + limit]) for i in range(0, len(messages), limit)]
+
+
+def advance_cursor(cursor: str, cursor_ids: Collection[str] | None,
+                   given: Sequence[StoredMessage]) -> tuple[str, list[str]]:
+    """The cursor after handing ``given`` (oldest first, non-empty) to a turn: the newest given timestamp, and
+    the ids of the messages at that timestamp handed over so far (this batch's, plus earlier ones at the same
+    timestamp)."""
+    new = given[-1].timestamp
+    ids = [m.id for m in given if m.timestamp == new]
+    if new == cursor and cursor_ids:
+        ids = list(cursor_ids) + [i for i in ids if i not in set(cursor_ids)]
+    return new, ids
 
 
 def new_messages(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from projections.chat import chat_projections
+from projections.chat import router_projections
 from projections.readmodel import LocalReadModel
 from services.harness.context import ServiceContext
 from services.harness.service import Service
@@ -19,15 +19,14 @@ log = logging.getLogger("nanoclaw.router")
 def build(ctx: ServiceContext) -> Service:
     """Raises: pydantic.ValidationError for an invalid ``router:`` section (reported at boot)."""
     config = RouterConfig.model_validate(ctx.settings.router)
-    readmodel = LocalReadModel(ctx.data_dir / "router" / "readmodel.db", chat_projections(), ctx.store)
+    readmodel = LocalReadModel(ctx.data_dir / "router" / "readmodel.db", router_projections(), ctx.store)
     deps = handlers.RouterDeps(readmodel=readmodel, repository=ctx.repository("router"), config=config,
                                assistant_name=ctx.settings.assistant_name, timezone=ctx.settings.timezone,
                                allowlist=_allowlist_loader(config))
     return Service(
         "router",
         handlers={"MessageReceived": handlers.on_message_received, "AgentOutputProduced": handlers.on_agent_output,
-                  "AgentRunFinished": handlers.on_run_finished, "MessageRetryDue": handlers.on_retry_due,
-                  "AgentInputRejected": handlers.on_input_rejected, **notices.HANDLERS, **undelivered.HANDLERS},
+                  **notices.HANDLERS, **undelivered.HANDLERS},
         requests=ipc.REQUESTS,
         deps=deps,
         readmodel=readmodel,

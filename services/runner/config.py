@@ -18,6 +18,12 @@ IDLE_GRACE_MS = 30_000
 """v1 §19: the hard timeout is at least the idle timeout plus 30 s, so the graceful close always wins the race
 with the hard kill (PR #639)."""
 
+MOVED_TO_QUEUE = ("idle_timeout_ms", "task_close_delay_ms")
+"""Keys that were ``runner.*`` and are ``queue.*`` now; an old config names the new key instead of a generic
+"extra field" error."""
+DEFAULT_IDLE_TIMEOUT_MS = 1_800_000
+"""``queue.idle_timeout_ms``'s default (v1 ``IDLE_TIMEOUT``), for the hard-timeout floor when it is not set."""
+
 _SIZE = re.compile(r"[1-9][0-9]*[bkmg]?", re.IGNORECASE)
 
 
@@ -59,9 +65,6 @@ class RunnerConfig(BaseModel):
         tmp_size: size of the ``/tmp`` tmpfs (docker size syntax).
         timeout_ms: hard timeout base; a group's ``container_config["timeout"]`` overrides it (see
             :meth:`hard_timeout_ms`).
-        idle_timeout_ms: how long an idle run is kept before the queue asks it to close.
-        task_close_delay_ms: how long a task run is kept after its result before it is closed (tasks are
-            single-turn; v1 ``TASK_CLOSE_DELAY_MS``, 10 s).
         stop_grace_s: seconds between the graceful stop (SIGTERM) and the kill.
         mount_allowlist: the extra-mount allowlist (kept outside the project; never mounted).
         max_output_bytes: cap on the stdout and on the stderr kept for the run log, each.
@@ -89,8 +92,6 @@ class RunnerConfig(BaseModel):
     pids_limit: int = Field(256, ge=16)
     tmp_size: str = "64m"
     timeout_ms: int = Field(1_800_000, ge=1)
-    idle_timeout_ms: int = Field(1_800_000, ge=0)
-    task_close_delay_ms: int = Field(10_000, ge=0)
     stop_grace_s: int = Field(10, ge=0, le=300)
     mount_allowlist: Path = Path("~/.config/nanoclaw/mount-allowlist.json")
     max_output_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -98,6 +99,17 @@ class RunnerConfig(BaseModel):
     model_proxy_url: str = Field("http://127.0.0.1:8788", pattern=r"^https?://[^/]+/?$")
     sandbox_endpoints: SandboxEndpoints | None = None
     runtime: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """The queue owns the run lifecycle (issue 13): its idle keys moved to the ``queue:`` section."""
+        if isinstance(data, dict):
+            for key in MOVED_TO_QUEUE:
+                if key in data:
+                    raise ValueError(f"runner.{key} moved to queue.{key} (the queue closes idle runs now); "
+                                     f"move the setting to the queue: section")
+        return data
 
     @model_validator(mode="after")
     def _runtime_is_dockers(self) -> "RunnerConfig":
@@ -127,8 +139,10 @@ class RunnerConfig(BaseModel):
             raise ValueError("the sandbox never runs as root (uid 0)")
         return v
 
-    def hard_timeout_ms(self, container_config: dict[str, Any] | None = None) -> int:
-        """v1 §19: ``max(group timeout or timeout_ms, idle_timeout_ms + 30 s)`` in ms (1,830,000 by default)."""
+    def hard_timeout_ms(self, container_config: dict[str, Any] | None = None,
+                        idle_timeout_ms: int = DEFAULT_IDLE_TIMEOUT_MS) -> int:
+        """v1 §19: ``max(group timeout or timeout_ms, idle_timeout_ms + 30 s)`` in ms (1,830,000 by default).
+        ``idle_timeout_ms``: the queue's (``queue.idle_timeout_ms``), so its close always comes first."""
         group = (container_config or {}).get("timeout")
         base = group if isinstance(group, int) and not isinstance(group, bool) and group > 0 else self.timeout_ms
-        return max(base, self.idle_timeout_ms + IDLE_GRACE_MS)
+        return max(base, idle_timeout_ms + IDLE_GRACE_MS)

@@ -1,5 +1,6 @@
-"""The runner's handlers: dispatched runs start sandboxes; follow-ups and close requests go to live runs;
-start-up recovers runs that were in flight when the runner stopped."""
+"""The runner's handlers: dispatched runs start sandboxes; piped turns and close requests (the queue decides
+both: it owns the run lifecycle) go to live runs; start-up recovers runs that were in flight when the runner
+stopped."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from events.catalogue.agent import AgentInputDelivered, AgentInputRejected, AgentRunFinished
-from events.catalogue.queue import RunCloseRequested, RunDispatched
-from events.catalogue.router import AgentInputAppended
+from events.catalogue.agent import AgentInputDelivered, AgentInputReturned, AgentRunFinished
+from events.catalogue.queue import RunCloseRequested, RunDispatched, RunInputPiped
 from services.harness.service import Delivery, Emit
 from services.runner.runs import GroupInfo, RunManager
 
@@ -54,15 +54,24 @@ async def on_dispatched(d: Delivery, deps: RunnerDeps) -> list[Emit]:
     return []
 
 
-async def on_input_appended(d: Delivery, deps: RunnerDeps) -> list[Emit]:
-    inp: AgentInputAppended = d.payload  # type: ignore[assignment]
-    ok, reason = await deps.manager.deliver_input(inp.run_id, inp.prompt)
+async def on_input_piped(d: Delivery, deps: RunnerDeps) -> list[Emit]:
+    """Hand the queue's piped turns to the agent: taken → ``AgentInputDelivered``; the run has ended or did
+    not answer → ``AgentInputReturned`` (the queue puts the turns back at the front). Each outcome is stored
+    once per pipe (message id from the pipe's event), so a redelivery cannot hand the same turns in twice."""
+    inp: RunInputPiped = d.payload  # type: ignore[assignment]
+    if inp.prompt is None or inp.group_folder is None:
+        return []  # older logs: a pipe decided by the router, delivered back then
+    key = f"run:input:{inp.run_id}:{d.event.id}"
+    ok, reason = await deps.manager.deliver_input(inp.run_id, inp.prompt, key)
     if ok:
         return [Emit.append(inp.run_id, AgentInputDelivered(run_id=inp.run_id, chat_jid=inp.chat_jid,
-                                                            group_folder=inp.group_folder, message_ids=inp.message_ids))]
-    return [Emit.append(inp.run_id, AgentInputRejected(run_id=inp.run_id, chat_jid=inp.chat_jid, group_folder=inp.group_folder,
-                                                       prompt=inp.prompt, message_ids=inp.message_ids,
-                                                       previous_cursor=inp.previous_cursor, reason=reason))]
+                                                            group_folder=inp.group_folder, message_ids=inp.message_ids,
+                                                            turn_ids=inp.turn_ids), msg_id=key)]
+    log.info("piped input for run %s returned to the queue: %s", inp.run_id, reason)
+    return [Emit.append(inp.run_id, AgentInputReturned(run_id=inp.run_id, chat_jid=inp.chat_jid,
+                                                       group_folder=inp.group_folder, turn_ids=inp.turn_ids,
+                                                       queued_run_ids=inp.queued_run_ids, message_ids=inp.message_ids,
+                                                       reason=reason), msg_id=key)]
 
 
 async def on_close_requested(d: Delivery, deps: RunnerDeps) -> list[Emit]:

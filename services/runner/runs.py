@@ -20,6 +20,7 @@ from nats.aio.client import Client
 
 from events.catalogue.agent import AgentOutputProduced, AgentRunFinished, AgentRunStarted, AgentSessionReset
 from events.catalogue.base import EventPayload
+from events.catalogue.output_text import is_delivered
 from events.catalogue.queue import RunDispatched
 from events.store.port import EventStore
 from services.harness import run_token
@@ -28,7 +29,7 @@ from services.harness.natsauth import RunIdentity, RunIdentityIssuer
 from services.harness.refusals import record_refusal
 from services.harness.safepath import UnsafePath
 from services.harness.service import Emit
-from services.runner.config import RunnerConfig
+from services.runner.config import DEFAULT_IDLE_TIMEOUT_MS, RunnerConfig
 from services.runner.mount_allowlist import MountAllowlistLoader
 from services.runner.mounts import RunnerPaths, build_mounts, prepare_dirs
 from services.runner.sandbox.base import GROUP_LABEL, RUN_ID_LABEL, SandboxBackend, SandboxSpec, container_name
@@ -38,8 +39,6 @@ log = logging.getLogger("nanoclaw.runner")
 
 # v1 runAgent: these errors mean the stored session cannot be resumed; the next run starts fresh.
 _LOST_SESSION = re.compile(r"no conversation found|ENOENT.*\.jsonl|session.*not found", re.IGNORECASE)
-# v1 §10: text that is only <internal> blocks never reaches the user.
-_INTERNAL = re.compile(r"<internal>[\s\S]*?</internal>")
 _INPUT_TIMEOUT_S = 5.0
 
 
@@ -68,8 +67,9 @@ class ActiveRun:
     last_error: str | None = None  # the agent's own error text (the exit status says only "exited with 1")
     delivered: bool = False
     closing: bool = False
-    idle_timer: asyncio.TimerHandle | None = None
     task: asyncio.Task | None = None
+    inputs: asyncio.Lock = field(default_factory=asyncio.Lock)  # piped turns go in one at a time, in order
+    taken: set[str] = field(default_factory=set)  # pipes the agent took (a redelivered pipe is not sent again)
 
 
 @dataclass
@@ -90,6 +90,7 @@ class RunManager:
     assistant_name: str
     timezone: str
     endpoints: Endpoints | None = None
+    idle_timeout_ms: int = DEFAULT_IDLE_TIMEOUT_MS  # the queue's, for the hard-timeout floor only
     clock: Callable[[], float] = time.time
     active: dict[str, ActiveRun] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
@@ -117,7 +118,7 @@ class RunManager:
                            labels={RUN_ID_LABEL: d.run_id, GROUP_LABEL: d.group_folder})
         run = ActiveRun(d, name, identity, resumed_session=session_id)
         self.active[d.run_id] = run
-        hard_ms = self.config.hard_timeout_ms(group.container_config)
+        hard_ms = self.config.hard_timeout_ms(group.container_config, self.idle_timeout_ms)
         await self._append(d.run_id, self._started(d, name), "started")
         payload = self._input(d, identity, session_id, hard_ms)
         run.task = asyncio.create_task(self._supervise(run, spec, payload, hard_ms), name=f"run-{d.run_id}")
@@ -166,8 +167,6 @@ class RunManager:
             log.exception("run %s crashed", d.run_id)
             status, error, duration = "failed", f"runner error: {type(exc).__name__}: {exc}", None
         finally:
-            if run.idle_timer is not None:
-                run.idle_timer.cancel()
             await self.issuer.revoke(d.run_id)
         try:
             reason = " | ".join(e for e in (run.last_error, error) if e)
@@ -187,39 +186,35 @@ class RunManager:
         status = "error" if block.get("status") == "error" else "success"
         session = block.get("newSessionId") if isinstance(block.get("newSessionId"), str) else None
         error = str(block["error"])[:2000] if block.get("error") else None
+        # the agent marks the end of a query (sandbox/agent/protocol.py); None: an agent that does not say
+        idle = block["idle"] if isinstance(block.get("idle"), bool) else None
         run.outputs += 1
         run.last_error = error or run.last_error
-        if text and _INTERNAL.sub("", text).strip():
+        if is_delivered(text):  # the same rule the router sends by
             run.delivered = True
         await self._append(d.run_id, AgentOutputProduced(run_id=d.run_id, chat_jid=d.chat_jid, group_folder=d.group_folder,
                                                          channel=d.channel, text=text, status=status, session_id=session,
-                                                         error=error), f"out:{run.outputs}")
-        if status == "success":
-            self._arm_idle(run)
+                                                         error=error, idle=idle), f"out:{run.outputs}")
+        # No idle timer here: the queue follows these outputs and closes idle runs (RunCloseRequested).
 
-    def _arm_idle(self, run: ActiveRun) -> None:
-        """v1: an idle message run is closed ``idle_timeout_ms`` after its last result; a task run, which is
-        single-turn, ``task_close_delay_ms`` after it (v1 ``TASK_CLOSE_DELAY_MS``)."""
-        if run.idle_timer is not None:
-            run.idle_timer.cancel()
-        loop = asyncio.get_running_loop()
-        delay_ms = self.config.idle_timeout_ms if run.dispatch.kind == "message" else self.config.task_close_delay_ms
-        run.idle_timer = loop.call_later(delay_ms / 1000, lambda: asyncio.ensure_future(self.close(run.dispatch.run_id)))
-
-    async def deliver_input(self, run_id: str, text: str) -> tuple[bool, str]:
-        """Send a follow-up into a live message run. Returns (delivered, reason if not)."""
+    async def deliver_input(self, run_id: str, text: str, key: str = "") -> tuple[bool, str]:
+        """Hand piped turns (``RunInputPiped``: the queue pipes only into a run that idles, so the agent is
+        ready) to a live message run, one at a time in the order they come. ``key``: the pipe's identity; a pipe
+        already taken is reported taken again without a second send. Returns (taken, reason if not)."""
         run = self.active.get(run_id)
         if run is None:
             return False, "the run has ended"
         if run.dispatch.kind != "message":
             return False, "task runs take no follow-ups"  # v1 §13: task containers refuse piped messages
-        if run.closing:
-            return False, "the run is closing"
-        ok, reason = await self._request(run, {"type": "message", "text": text})
-        if ok and run.idle_timer is not None:
-            run.idle_timer.cancel()
-            run.idle_timer = None
-        return ok, reason
+        async with run.inputs:
+            if key and key in run.taken:
+                return True, ""
+            if run.closing or run_id not in self.active:
+                return False, "the run is closing"
+            ok, reason = await self._request(run, {"type": "message", "text": text})
+            if ok and key:
+                run.taken.add(key)
+            return ok, reason
 
     async def close(self, run_id: str) -> None:
         """Ask the agent to finish its current query and exit (v1 ``_close``)."""

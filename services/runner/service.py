@@ -13,7 +13,7 @@ from services.harness.config import ConfigError
 from services.harness.context import ServiceContext
 from services.harness.service import Emit, Service
 from services.runner import handlers
-from services.runner.config import RunnerConfig
+from services.runner.config import DEFAULT_IDLE_TIMEOUT_MS, RunnerConfig
 from services.runner.firewall import confine
 from services.runner.mount_allowlist import MountAllowlistLoader
 from services.runner.mounts import RunnerPaths
@@ -52,7 +52,8 @@ def build(ctx: ServiceContext) -> Service:
                          paths=RunnerPaths.from_data_dir(ctx.data_dir),
                          allowlist=MountAllowlistLoader(config.mount_allowlist.expanduser()),
                          token_key=ctx.credentials.run_token_key.get_secret_value().encode(),
-                         assistant_name=ctx.settings.assistant_name, timezone=ctx.settings.timezone)
+                         assistant_name=ctx.settings.assistant_name, timezone=ctx.settings.timezone,
+                         idle_timeout_ms=_queue_idle_timeout_ms(ctx))
     deps = handlers.RunnerDeps(manager, readmodel)
     relays: list[TcpRelay] = []
 
@@ -71,7 +72,7 @@ def build(ctx: ServiceContext) -> Service:
 
     return Service(
         "runner",
-        handlers={"RunDispatched": handlers.on_dispatched, "AgentInputAppended": handlers.on_input_appended,
+        handlers={"RunDispatched": handlers.on_dispatched, "RunInputPiped": handlers.on_input_piped,
                   "RunCloseRequested": handlers.on_close_requested},
         deps=deps,
         readmodel=readmodel,
@@ -79,6 +80,13 @@ def build(ctx: ServiceContext) -> Service:
         tasks=[until_stopped],
         max_deliver=-1,  # a dispatch must never be dead-lettered: the queue would wait for it forever
     )
+
+
+def _queue_idle_timeout_ms(ctx: ServiceContext) -> int:
+    """``queue.idle_timeout_ms`` (the queue closes idle runs; the hard timeout must outlast that close). Read
+    from the raw section: services do not import each other's configuration."""
+    value = (ctx.settings.queue or {}).get("idle_timeout_ms", DEFAULT_IDLE_TIMEOUT_MS)
+    return value if isinstance(value, int) and value >= 0 else DEFAULT_IDLE_TIMEOUT_MS
 
 
 async def _endpoints(config: RunnerConfig, backend: SandboxBackend, ctx: ServiceContext,

@@ -74,8 +74,10 @@ class Up:
                 "NANOCLAW_NATS__SYNC_ALWAYS": "false",
                 "NANOCLAW_HARNESS__STATUS_PORT": str(self.status_port),
                 "NANOCLAW_CHANNELS": json.dumps({"http": {"port": self.http_port}}),
-                # idle_timeout_ms 0: a run ends once it has answered, so no run is live between a test's steps.
-                "NANOCLAW_RUNNER": json.dumps({"backend": "process", "idle_timeout_ms": 0,
+                # idle_timeout_ms 0: the queue closes a run once it has answered, so no run is live between a
+                # test's steps.
+                "NANOCLAW_QUEUE": json.dumps({"idle_timeout_ms": 0}),
+                "NANOCLAW_RUNNER": json.dumps({"backend": "process",
                                                "model_proxy_url": f"http://127.0.0.1:{self.proxy_port}"}),
                 "NANOCLAW_BROKER": json.dumps({"model_proxy": {"port": self.proxy_port, "upstream_url": self.stub_url}}),
                 "NANOCLAW_CRED_ANTHROPIC_API_KEY": REAL_KEY}

@@ -3,9 +3,9 @@ handed to the handler, and its emits appended with the harness's idempotent mess
 
 from __future__ import annotations
 
-from events.catalogue.agent import AgentOutputProduced, AgentRunFinished
+from events.catalogue.agent import AgentInputReturned, AgentOutputProduced, AgentRunFinished
 from events.catalogue.base import EventPayload
-from events.catalogue.router import AgentInputAppended, AgentTurnRequested
+from events.catalogue.router import AgentTurnRequested
 from events.catalogue.scheduler import TaskRunRequested
 from events.envelope import AggregateRef, new_commit
 from events.repository import Repository
@@ -48,9 +48,12 @@ class QueueDriver:
 
     # -- triggers -----------------------------------------------------------------------------------------
 
-    async def turn(self, jid: str, n: int = 1, prompt: str | None = None) -> list[EventPayload]:
+    async def turn(self, jid: str, n: int = 1, prompt: str | None = None, messages: int = 1,
+                   batch_limit: int | None = 10) -> list[EventPayload]:
+        ids = [f"m{n}"] if messages == 1 else [f"m{n}.{i}" for i in range(messages)]
         t = AgentTurnRequested(turn_id=f"{jid}/t{n}", chat_jid=jid, group_folder=folder(jid), channel="whatsapp",
-                               prompt=prompt or f"prompt {n}", message_ids=[f"m{n}"], previous_cursor="", cursor="")
+                               prompt=prompt or f"prompt {n}", message_ids=ids, previous_cursor="", cursor="",
+                               batch_limit=batch_limit)
         return (await self.publish(jid, t))[1]
 
     async def task(self, jid: str, task_id: str, n: int = 1) -> list[EventPayload]:
@@ -58,15 +61,18 @@ class QueueDriver:
                              prompt=f"do {task_id}", script=None)
         return (await self.publish(task_id, t))[1]
 
-    async def output(self, run_id: str, jid: str, status: str = "success") -> list[EventPayload]:
-        out = AgentOutputProduced(run_id=run_id, chat_jid=jid, group_folder=folder(jid), text="hi",
-                                  status=status)  # type: ignore[arg-type]
+    async def output(self, run_id: str, jid: str, status: str = "success", idle: bool | None = None,
+                     text: str | None = "hi") -> list[EventPayload]:
+        """A result of the run; ``idle`` as the agent marks it (None: an agent that does not say)."""
+        out = AgentOutputProduced(run_id=run_id, chat_jid=jid, group_folder=folder(jid), text=text,
+                                  status=status, idle=idle)  # type: ignore[arg-type]
         return (await self.publish(run_id, out))[1]
 
-    async def follow_up(self, run_id: str, jid: str) -> list[EventPayload]:
-        f = AgentInputAppended(run_id=run_id, chat_jid=jid, group_folder=folder(jid), prompt="more", message_ids=["x"],
-                               previous_cursor="", cursor="")
-        return (await self.publish(jid, f))[1]
+    async def returned(self, run_id: str, jid: str, queued_run_ids: list[str] | None = None) -> list[EventPayload]:
+        """The runner could not hand piped turns to the run."""
+        r = AgentInputReturned(run_id=run_id, chat_jid=jid, group_folder=folder(jid), turn_ids=[],
+                               queued_run_ids=queued_run_ids or ["x"], message_ids=[], reason="the run has ended")
+        return (await self.publish(run_id, r))[1]
 
     async def finished(self, run_id: str, jid: str, status: str = "succeeded", **extra) -> list[EventPayload]:
         fin = AgentRunFinished(run_id=run_id, chat_jid=jid, group_folder=folder(jid), status=status,

@@ -1,6 +1,7 @@
 """NanoClaw v1 ``group-queue.test.ts`` (nanoclaw-behaviour §24.1), scenario by scenario, on the queue's handlers
 with cap 2 as v1's tests. A v1 "call" of the run function is a ``RunDispatched`` here; v1's ``_close`` is a
-``RunCloseRequested``; ``notifyIdle`` is a success ``AgentOutputProduced``; ``sendMessage`` an ``AgentInputAppended``."""
+``RunCloseRequested``; ``notifyIdle`` is a success ``AgentOutputProduced``; ``sendMessage`` a ``RunInputPiped``
+(the queue pipes a turn into its group's idle run itself)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,11 @@ async def test_a_run_that_always_fails_is_retried_after_5_then_10_seconds():
         [retry] = only(await q.finished(run.run_id, A, status="failed"), "RunRetryScheduled")
         q.clock.advance(retry.delay_ms / 1000)
         assert await q.fire_timers() == [(A, n - 1)]
-        run = only(await q.turn(A, n), "RunDispatched")[0]  # the router answers MessageRetryDue with a turn
+        run = (await q.dispatched())[-1]  # the queue retries the failed run's turn itself
+        assert run.turn_ids == [f"{A}/t1"] and run.attempt == n - 1
     starts.append(q.clock.elapsed_s)
     assert starts == [0, 5, 15]  # +5 s, then +10 s
+    assert len({d.run_id for d in await q.dispatched()}) == 3  # every retry is a new run
 
 
 async def test_always_failing_means_six_runs_then_abandoned_and_nothing_more_after_200_seconds():
@@ -70,7 +73,7 @@ async def test_always_failing_means_six_runs_then_abandoned_and_nothing_more_aft
         q.clock.advance(0.001)
         assert await q.fire_timers() == [(A, retry.attempt)]
         n += 1
-        run = only(await q.turn(A, n), "RunDispatched")[0]
+        run = (await q.dispatched())[-1]
     assert delays == [5000, 10000, 20000, 40000, 80000]
     assert [d.attempt for d in await q.dispatched()] == [0, 1, 2, 3, 4, 5]
     [abandoned] = await q.events("RunAbandoned")
@@ -78,6 +81,8 @@ async def test_always_failing_means_six_runs_then_abandoned_and_nothing_more_aft
     q.clock.advance(200)
     assert await q.fire_timers() == [] and len(await q.dispatched()) == 6
     assert (await q.queue()).groups[A].retry_count == 0  # reset: the next message starts afresh
+    [fresh] = only(await q.turn(A, 2), "RunDispatched")  # ... and its run carries the abandoned turn first
+    assert fresh.turn_ids == [f"{A}/t1", f"{A}/t2"] and fresh.attempt == 0
 
 
 async def test_a_third_group_waits_while_the_slots_are_full_and_starts_when_one_frees():
@@ -113,21 +118,27 @@ async def test_a_task_for_an_idle_message_run_closes_it_exactly_once():
     assert (close.run_id, close.reason) == (run.run_id, "task_waiting")
 
 
-async def test_input_piped_after_idle_keeps_the_run_open_for_a_later_task():
+async def test_a_turn_for_an_idle_run_is_piped_into_it_and_keeps_it_open_for_a_later_task():
     q = QueueDriver()
-    [run] = only(await q.turn(A), "RunDispatched")
+    [run] = only(await q.turn(A, 1), "RunDispatched")
     await q.output(run.run_id, A)
-    assert types(await q.follow_up(run.run_id, A)) == ["RunInputPiped"]
-    assert types(await q.task(A, "task-1")) == ["RunQueued"]
+    [piped] = only(await q.turn(A, 2), "RunInputPiped")
+    assert (piped.run_id, piped.turn_ids, piped.message_ids, piped.prompt) == (run.run_id, [f"{A}/t2"], ["m2"], "prompt 2")
+    assert types(await q.task(A, "task-1")) == ["RunQueued"]  # running again: the task waits for its idle
     assert await q.events("RunCloseRequested") == []
+    assert types(await q.output(run.run_id, A)) == ["RunIdled", "RunCloseRequested"]
 
 
-async def test_a_task_run_takes_no_piped_input():
+async def test_a_task_run_takes_no_piped_input_and_a_waiting_turn_closes_it_once_it_has_its_result():
     q = QueueDriver()
     [run] = only(await q.task(A, "task-1"), "RunDispatched")
-    assert await q.follow_up(run.run_id, A) == []
-    await q.output(run.run_id, A)  # task runs do not idle either: they end after their one turn
-    assert await q.events("RunInputPiped") == [] and await q.events("RunIdled") == []
+    assert types(await q.turn(A, 1)) == ["RunQueued"]  # the task is still starting: the turn waits
+    assert types(await q.output(run.run_id, A)) == ["RunIdled", "RunCloseRequested"]
+    assert await q.events("RunInputPiped") == []
+    [close] = await q.events("RunCloseRequested")
+    assert close.reason == "turn_waiting"
+    [nxt] = only(await q.finished(run.run_id, A), "RunDispatched")
+    assert nxt.turn_ids == [f"{A}/t1"]
 
 
 async def test_a_task_queued_while_busy_closes_the_run_once_it_idles():

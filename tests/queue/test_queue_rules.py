@@ -108,7 +108,7 @@ async def test_an_interrupted_message_run_goes_through_the_normal_retry():
 
 async def test_events_for_runs_the_queue_does_not_run_are_ignored():
     q = QueueDriver()
-    assert await q.finished("nope", A) == [] and await q.output("nope", A) == [] and await q.follow_up("nope", A) == []
+    assert await q.finished("nope", A) == [] and await q.output("nope", A) == [] and await q.returned("nope", A) == []
     assert await q.events("RunQueueOpened") == []  # nothing decided, nothing stored
     [run] = only(await q.turn(A), "RunDispatched")
     await q.finished(run.run_id, A)
@@ -131,7 +131,8 @@ async def test_a_reload_from_the_log_reproduces_the_state():
 
 
 def test_the_queue_section_is_validated():
-    assert QueueConfig().model_dump() == {"max_concurrent": 5, "max_retries": 5, "base_retry_ms": 5000}
+    assert QueueConfig().model_dump() == {"max_concurrent": 5, "max_retries": 5, "base_retry_ms": 5000,
+                                          "idle_timeout_ms": 1_800_000, "task_close_delay_ms": 10_000}
     assert [QueueConfig().retry_delay_ms(n) for n in range(1, 6)] == [5000, 10000, 20000, 40000, 80000]
     for bad in ({"max_concurrent": 0}, {"max_concurent": 3}, {"base_retry_ms": 0}):
         with pytest.raises(ValidationError):

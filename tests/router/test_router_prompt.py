@@ -185,36 +185,13 @@ def test_invalid_timezone_falls_back_to_utc_in_header_and_times() -> None:
     assert 'time="Jan 1, 2024, 6:30 PM"' in result
 
 
-# --- Improvement: omitted-messages notice -------------------------------------------------------------
+# --- No notice of omitted messages (issue 13: nothing is omitted) ------------------------------------------
 
+def test_a_prompt_is_exactly_the_messages_it_was_given_with_no_omission_notice() -> None:
+    msgs = [msg()] * 3
+    prompt = format_messages(msgs, "UTC")
+    assert "omitted" not in prompt and prompt.count("<message ") == 3
 
-def test_omitted_notice_goes_between_context_and_messages_and_rest_is_unchanged() -> None:
-    msgs = [msg()]
-    plain = format_messages(msgs, "UTC")
-    noted = format_messages(msgs, "UTC", omitted=5)
-    lines = noted.split("\n")
-    assert lines[1] == (
-        '<omitted_messages count="5">5 earlier messages in this chat were not included; '
-        "only the most recent messages are shown below.</omitted_messages>"
-    )
-    assert "\n".join(lines[:1] + lines[2:]) == plain
-
-
-def test_omitted_notice_uses_singular_for_one_message() -> None:
-    assert "1 earlier message in this chat was not included" in format_messages([msg()], "UTC", omitted=1)
-
-
-def test_no_omitted_notice_when_nothing_was_omitted() -> None:
-    assert "omitted" not in format_messages([msg()], "UTC", omitted=0)
-
-
-def test_omitted_notice_adds_no_message_tag() -> None:
-    assert format_messages([msg()] * 3, "UTC", omitted=7).count("<message ") == 3
-
-
-def test_negative_omitted_count_is_an_error() -> None:
-    with pytest.raises(ValueError, match="omitted"):
-        format_messages([msg()], "UTC", omitted=-1)
 
 
 # --- timezone.test.ts ---------------------------------------------------------------------------------
@@ -331,7 +308,7 @@ def test_property_prompt_is_well_formed_xml_that_preserves_senders_and_contents(
         msg(id=str(i), sender_name=name, content=content, timestamp=when.isoformat())
         for i, (name, content, when) in enumerate(rows)
     ]
-    root = ET.fromstring("<root>" + format_messages(msgs, "Europe/Paris", omitted=len(rows)) + "</root>")
+    root = ET.fromstring("<root>" + format_messages(msgs, "Europe/Paris") + "</root>")
     elements = root.find("messages").findall("message")
     assert [(e.get("sender"), e.text or "") for e in elements] == [
         (name.replace("\t", " ").replace("\n", " "), content) for name, content, _ in rows

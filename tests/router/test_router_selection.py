@@ -12,11 +12,14 @@ from hypothesis import strategies as st
 from services.router.model import Group, StoredMessage
 from services.router.prompt import format_messages
 from services.router.selection import (
+    advance_cursor,
+    batches,
     is_bot_message,
     new_messages,
     pending_messages,
     recover_cursor,
     should_trigger,
+    unseen_messages,
 )
 
 GROUP = "group@g.us"
@@ -151,8 +154,11 @@ def test_no_bot_reply_and_no_cursor_gives_last_ten_messages_and_ten_message_tags
     assert len(selected) == 10
     assert omitted == 10
 
-    prompt = format_messages(selected, "Asia/Jerusalem", omitted=omitted)
+    prompt = format_messages(selected, "Asia/Jerusalem")
     assert prompt.count("<message ") == 10
+    # what the router does instead (issue 13): all 20, in two turns of ten
+    turns = batches(unseen_messages(rows, "", None, "Andy"), 10)
+    assert [len(t) for t in turns] == [10, 10] and [m.id for t in turns for m in t] == [m.id for m in rows]
 
 
 def test_content_prefix_backstop_excludes_unflagged_bot_messages(chat) -> None:
@@ -402,3 +408,37 @@ def test_property_new_messages_cursor_never_moves_backwards(rows, cursor) -> Non
     selected, new_cursor = new_messages(rows, [GROUP], cursor, "Andy", limit=5)
     assert new_cursor >= cursor
     assert all(m.chat_jid == GROUP and m.timestamp <= new_cursor for m in selected)
+
+
+# --- No silent cut (issue 13): every eligible message reaches exactly one turn, in order ------------------------
+
+def test_unseen_messages_skip_only_the_ids_at_the_cursor_already_handed_over() -> None:
+    same = "2024-01-01T00:00:05.000Z"
+    rows = [msg("a", "x", same), msg("b", "y", same), msg("c", "z", "2024-01-01T00:00:06.000Z")]
+    assert [m.id for m in unseen_messages(rows, same, ["a"], "Andy")] == ["b", "c"]
+    assert [m.id for m in unseen_messages(rows, same, None, "Andy")] == ["c"]  # older cursors: v1's strict ">"
+
+
+def test_batches_are_consecutive_and_at_most_the_limit() -> None:
+    rows = [msg(f"m{i}", "x", f"2024-01-01T00:00:{i:02d}.000Z") for i in range(7)]
+    assert [[m.id for m in b] for b in batches(rows, 3)] == [["m0", "m1", "m2"], ["m3", "m4", "m5"], ["m6"]]
+    with pytest.raises(ValueError):
+        batches(rows, 0)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=40), st.integers(min_value=1, max_value=5),
+       st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=20))
+def test_property_every_message_is_handed_over_exactly_once_in_arrival_order(steps, limit, arrivals) -> None:
+    # messages arrive in bursts (timestamps never go back; many share one); after each burst the router hands
+    # over everything unseen in batches, moving the cursor as the handler does
+    stored: list[StoredMessage] = []
+    cursor, ids, given_ids, second = "", None, [], 0
+    for burst in arrivals:
+        for _ in range(burst):
+            second += steps[len(stored) % len(steps)]
+            stored.append(msg(f"m{len(stored)}", "x", f"2024-01-01T00:{second // 60:02d}:{second % 60:02d}.000Z"))
+        for batch in batches(unseen_messages(stored, cursor, ids, "Andy"), limit):
+            assert len(batch) <= limit
+            given_ids += [m.id for m in batch]
+            cursor, ids = advance_cursor(cursor, ids, batch)
+    assert given_ids == [m.id for m in stored]

@@ -91,20 +91,44 @@ async def test_a_redelivered_whatsapp_message_is_one_event_and_one_turn(js_store
     assert b.duplicate and a.seq == b.seq and len(await turns(js_store)) == 1
 
 
-async def test_more_pending_messages_than_the_cap_are_announced_in_the_prompt(js_store, nc, tmp_path):
+async def test_more_pending_messages_than_the_cap_go_to_the_model_in_consecutive_turns_none_cut(js_store, nc, tmp_path):
     await register(js_store)
     s = settings(tmp_path, router={"max_messages_per_prompt": 3})
     async with running(build, context(nc, js_store, s)):
         for i in range(5):
             await receive(js_store, f"note {i}", mid=f"m{i}", ts=f"2026-03-01T10:0{i}:00.000Z")
         await receive(js_store, "@Andy summarise", mid="m9", ts="2026-03-01T10:09:00.000Z")
+        await eventually(lambda: has_at_least(turns(js_store), 2))
+    first, second = await turns(js_store)
+    assert first.message_ids == ["m0", "m1", "m2"] and second.message_ids == ["m3", "m4", "m9"]
+    assert first.cursor == "2026-03-01T10:02:00.000Z" and second.previous_cursor == first.cursor
+    assert (first.omitted, second.omitted, first.batch_limit) == (0, 0, 3)
+    assert "omitted_messages" not in first.prompt + second.prompt and first.prompt.count("<message ") == 3
+
+
+async def test_a_burst_sharing_one_timestamp_is_split_into_turns_without_skipping_any_message(js_store, nc, tmp_path):
+    await register(js_store, folder="main", is_main=True)
+    s = settings(tmp_path, router={"max_messages_per_prompt": 3})
+    same = "2026-03-01T10:00:00.000Z"  # WhatsApp gives seconds: a burst shares its timestamp
+    async with running(build, context(nc, js_store, s)) as runner:
+        for i in range(7):
+            await receive(js_store, f"burst {i}", mid=f"b{i}", ts=same)
         await eventually(lambda: has_at_least(turns(js_store), 1))
-    turn = (await turns(js_store))[0]
-    assert turn.message_ids == ["m3", "m4", "m9"] and turn.omitted == 3
-    assert 'count="3"' in turn.prompt
+        await eventually(lambda: _settled(runner))
+        await receive(js_store, "one more", mid="b7", ts=same)
+        await eventually(lambda: _has_message(js_store, "b7"))
+    given = [t.message_ids for t in await turns(js_store)]
+    flat = [m for ids in given for m in ids]
+    assert flat == [f"b{i}" for i in range(8)]  # each exactly once, in arrival order
+    assert all(len(ids) <= 3 for ids in given)
+    assert (await turns(js_store))[-1].cursor_ids[-1] == "b7"
 
 
-async def test_a_follow_up_while_a_message_run_is_active_is_appended_to_that_run(js_store, nc, tmp_path):
+async def _has_message(store, mid: str) -> bool:
+    return any(mid in t.message_ids for t in await turns(store))
+
+
+async def test_a_message_while_a_run_is_active_is_a_new_turn_for_the_queue_never_piped_by_the_router(js_store, nc, tmp_path):
     await register(js_store, folder="main", is_main=True)
     async with running(build, context(nc, js_store, settings(tmp_path))):
         await receive(js_store, "start", mid="m1", ts="2026-03-01T10:00:00.000Z")
@@ -113,9 +137,9 @@ async def test_a_follow_up_while_a_message_run_is_active_is_appended_to_that_run
         started = AgentRunStarted(run_id="r1", chat_jid=GROUP, group_folder="main", kind="message", turn_id=turn.turn_id)
         await append_emit(js_store, Emit.new("r1", started), source="runner", msg_id="r1-start")
         await receive(js_store, "and another thing", mid="m2", ts="2026-03-01T10:01:00.000Z")
-        await eventually(lambda: has_at_least(events_of(js_store, "AgentInputAppended"), 1))
-    appended = (await events_of(js_store, "AgentInputAppended"))[0]
-    assert appended.run_id == "r1" and appended.message_ids == ["m2"] and len(await turns(js_store)) == 1
+        await eventually(lambda: has_at_least(turns(js_store), 2))
+    assert (await turns(js_store))[1].message_ids == ["m2"]
+    assert await events_of(js_store, "AgentInputAppended") == []  # the queue decides where a turn goes
 
 
 async def test_agent_output_is_stripped_of_internal_blocks_and_sent_back_on_the_chat_channel(js_store, nc, tmp_path):
@@ -131,9 +155,9 @@ async def test_agent_output_is_stripped_of_internal_blocks_and_sent_back_on_the_
     assert (request.text, request.channel, request.chat_jid, request.run_id) == ("Hello!", "whatsapp", GROUP, "r1")
 
 
-async def test_a_failed_run_that_delivered_nothing_rolls_the_cursor_back_once(js_store, nc, tmp_path):
+async def test_a_failed_run_leaves_the_cursor_alone_because_the_queue_retries_its_turn(js_store, nc, tmp_path):
     await register(js_store, folder="main", is_main=True)
-    async with running(build, context(nc, js_store, settings(tmp_path))) as runner:
+    async with running(build, context(nc, js_store, settings(tmp_path))):
         await receive(js_store, "do it", mid="m1", ts="2026-03-01T10:00:00.000Z")
         await eventually(lambda: has_at_least(turns(js_store), 1))
         turn = (await turns(js_store))[0]
@@ -141,15 +165,11 @@ async def test_a_failed_run_that_delivered_nothing_rolls_the_cursor_back_once(js
                                                                    turn_id=turn.turn_id)), source="runner", msg_id="s")
         fin = AgentRunFinished(run_id="r1", chat_jid=GROUP, group_folder="main", status="failed", error="container died")
         await append_emit(js_store, Emit.append("r1", fin), source="runner", msg_id="f1")
-        await append_emit(js_store, Emit.append("r1", fin), source="runner", msg_id="f2")  # a second report
-        await eventually(lambda: has_at_least(events_of(js_store, "AgentCursorRolledBack"), 1))
-        await eventually(lambda: _settled(runner))
-        # the rolled-back messages are pending again: the next message's turn includes them
         await receive(js_store, "again", mid="m2", ts="2026-03-01T10:02:00.000Z")
         await eventually(lambda: has_at_least(turns(js_store), 2))
-    [rolled] = await events_of(js_store, "AgentCursorRolledBack")
-    assert rolled.cursor == "" and "container died" in rolled.reason
-    assert (await turns(js_store))[1].message_ids == ["m1", "m2"]
+    # m1 stays with its turn (the queue's retry); the model is never given m1 a second time by the router
+    assert (await turns(js_store))[1].message_ids == ["m2"]
+    assert await events_of(js_store, "AgentCursorRolledBack") == []
 
 
 async def test_a_failed_run_that_already_delivered_output_keeps_the_cursor(js_store, nc, tmp_path):

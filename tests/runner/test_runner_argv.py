@@ -11,6 +11,7 @@ import docker
 import docker.errors
 import pytest
 import requests
+from pydantic import ValidationError
 
 from services.runner.config import RunnerConfig
 from services.runner.policy import SandboxPolicy, policy_from_config
@@ -97,8 +98,14 @@ def test_config_refuses_root_bad_subnets_and_sizes_and_computes_the_hard_timeout
     assert cfg.hard_timeout_ms() == 1_830_000  # v1 §19: max(30 min, 30 min + 30 s)
     assert cfg.hard_timeout_ms({"timeout": 3_600_000}) == 3_600_000
     assert cfg.hard_timeout_ms({"timeout": 60_000}) == 1_830_000
-    assert RunnerConfig(timeout_ms=5, idle_timeout_ms=0).hard_timeout_ms() == 30_000
+    assert RunnerConfig(timeout_ms=5).hard_timeout_ms(idle_timeout_ms=0) == 30_000  # the queue's idle timeout
     assert gateway_ip(cfg) == "172.29.0.1" and gateway_ip(RunnerConfig(network_subnet="10.9.8.0/24")) == "10.9.8.1"
+
+
+def test_the_old_runner_idle_keys_name_their_new_place_in_the_queue_section() -> None:
+    for key in ("idle_timeout_ms", "task_close_delay_ms"):
+        with pytest.raises(ValidationError, match=f"runner.{key} moved to queue.{key}"):
+            RunnerConfig.model_validate({key: 1000})
 
 
 @pytest.mark.parametrize("endpoints", [{"nats_urls": []}, {"nats_urls": ["http://nats:4222"], "model_proxy_url": "http://b:1"},

@@ -19,7 +19,7 @@ from services.runner.sandbox.base import Mount, SandboxSpec
 from services.runner.sandbox.process import link_extras
 from tests.bus import events_of, running
 from tests.hostpaths import decoy, snapshot
-from tests.runner.test_runner_service import agent_script, build_with, bus, dispatch, server  # noqa: F401 (fixtures)
+from tests.runner.test_runner_service import agent_script, build_with, bus, close, dispatch, server  # noqa: F401 (fixtures)
 from tests.support import eventually, has_at_least
 
 
@@ -35,9 +35,11 @@ async def test_run_logs_are_written_outside_the_group_folder_so_a_planted_logs_s
     group = tmp_path / "data" / "groups" / "shop"
     group.mkdir(parents=True)
     (group / "logs").symlink_to(host_dir, target_is_directory=True)  # the agent's take-over attempt
-    nc, store, ctx = await bus(server, tmp_path, idle_timeout_ms=300)
+    nc, store, ctx = await bus(server, tmp_path)
     async with running(build_with(agent_script), ctx):
         await append_emit(store, dispatch("r1"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await append_emit(store, close("r1"), source="queue", msg_id="c1")  # the queue's close of the idle run
         runs = await finished(store, 1)
     assert runs["r1"].status == "succeeded", runs["r1"]
     assert snapshot(host_dir) == before  # no run log, no new directory, no chown through the link
@@ -72,10 +74,12 @@ async def test_a_session_dir_replaced_by_a_link_fifo_or_socket_fails_that_run_as
     for folder, plant in planted.items():
         (tmp_path / "data" / "sessions" / folder).mkdir(parents=True)
         plant(tmp_path / "data" / "sessions" / folder / ".claude", host_dir)
-    nc, store, ctx = await bus(server, tmp_path, idle_timeout_ms=300)
+    nc, store, ctx = await bus(server, tmp_path)
     async with running(build_with(agent_script), ctx):
         for i, folder in enumerate([*planted, "bakery"]):
             await append_emit(store, dispatch(f"r-{folder}", folder=folder), source="queue", msg_id=f"d{i}")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await append_emit(store, close("r-bakery", folder="bakery"), source="queue", msg_id="c1")
         runs = await finished(store, 4)
     assert runs["r-bakery"].status == "succeeded"  # an untouched group still runs
     refusals = {r.group_folder: r for r in await events_of(store, "SandboxRequestRefused")}

@@ -1,10 +1,9 @@
-"""The runner service on a real nats-server with per-run users: restart recovery, follow-ups that miss their
-run, and sessions carried between runs. The agent is a small script speaking the container protocol (stdin
+"""The runner service on a real nats-server with per-run users: restart recovery, piped turns that miss their
+run, runs closed only when the queue asks, and sessions carried between runs. The agent is a small script speaking the container protocol (stdin
 JSON, output markers, NATS input), run by the process backend."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import textwrap
 
@@ -12,8 +11,7 @@ import nats
 import pytest
 from pydantic import SecretStr
 
-from events.catalogue.queue import RunDispatched
-from events.catalogue.router import AgentInputAppended
+from events.catalogue.queue import RunCloseRequested, RunDispatched, RunInputPiped
 from events.store.jetstream import JetStreamEventStore
 from events.store.streams import StreamSettings, ensure_streams
 from services.harness.config import Credentials
@@ -82,10 +80,21 @@ async def bus(server, tmp_path, **runner):
     nc = await nats.connect(server.admin_url)
     await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_s=60))
     store = JetStreamEventStore(nc)
-    s = settings(tmp_path, runner={"backend": "process", "idle_timeout_ms": 60_000, **runner})
+    s = settings(tmp_path, runner={"backend": "process", **runner})
     ctx = context(nc, store, s, Credentials(run_token_key=SecretStr("k" * 32)))
     ctx.run_identities = server.auth
     return nc, store, ctx
+
+
+def pipe(run_id: str, prompt: str, message_ids: list[str], folder: str = "shop") -> Emit:
+    return Emit.append("default", RunInputPiped(run_id=run_id, chat_jid=f"http:{folder}", group_folder=folder,
+                                                prompt=prompt, turn_ids=[f"turn-{message_ids[0]}"],
+                                                queued_run_ids=[f"q-{message_ids[0]}"], message_ids=message_ids))
+
+
+def close(run_id: str, folder: str = "shop") -> Emit:
+    return Emit.append("default", RunCloseRequested(run_id=run_id, chat_jid=f"http:{folder}", group_folder=folder,
+                                                    reason="idle_timeout"))
 
 
 def dispatch(run_id: str, prompt: str = "hello", folder: str = "shop") -> Emit:
@@ -93,45 +102,47 @@ def dispatch(run_id: str, prompt: str = "hello", folder: str = "shop") -> Emit:
                                                 prompt=prompt, turn_ids=[f"turn-{run_id}"]))
 
 
-async def test_a_dispatched_run_starts_answers_and_takes_a_follow_up(server, tmp_path, agent_script):
+async def test_a_dispatched_run_starts_answers_and_takes_piped_turns_in_order_once(server, tmp_path, agent_script):
     nc, store, ctx = await bus(server, tmp_path)
     async with running(build_with(agent_script), ctx):
         await append_emit(store, dispatch("r1"), source="queue", msg_id="d1")
         await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
-        await append_emit(store, Emit.append("http:shop", AgentInputAppended(
-            run_id="r1", chat_jid="http:shop", group_folder="shop", prompt="more", message_ids=["m2"],
-            previous_cursor="a", cursor="b")), source="router", msg_id="i1")
-        await eventually(lambda: has_at_least(events_of(store, "AgentInputDelivered"), 1))
-        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 2))
+        await append_emit(store, pipe("r1", "more", ["m2"]), source="queue", msg_id="p1")
+        await append_emit(store, pipe("r1", "and more", ["m3"]), source="queue", msg_id="p2")
+        await eventually(lambda: has_at_least(events_of(store, "AgentInputDelivered"), 2))
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 3))
     texts = [o.text for o in await events_of(store, "AgentOutputProduced")]
-    assert texts == ["got: hello session=None", "echo: more"]
+    assert texts == ["got: hello session=None", "echo: more", "echo: and more"]
+    assert [d.message_ids for d in await events_of(store, "AgentInputDelivered")] == [["m2"], ["m3"]]
     await nc.close()
 
 
-async def test_a_task_run_is_closed_shortly_after_its_result_while_a_message_run_stays_open(server, tmp_path,
-                                                                                         agent_script):
-    nc, store, ctx = await bus(server, tmp_path, task_close_delay_ms=200)
+async def test_the_runner_closes_a_run_only_when_the_queue_asks(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path)
     async with running(build_with(agent_script), ctx):
         await append_emit(store, dispatch("m1", folder="chat"), source="queue", msg_id="d1")
         await append_emit(store, Emit.append("default", RunDispatched(
             run_id="t1", chat_jid="http:shop", group_folder="shop", prompt="digest", kind="task", task_id="task-1")),
             source="queue", msg_id="d2")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 2))
+        await append_emit(store, close("t1"), source="queue", msg_id="c1")
         await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1))
-        await asyncio.sleep(0.5)
         [fin] = await events_of(store, "AgentRunFinished")
-    assert (fin.run_id, fin.status) == ("t1", "succeeded")  # v1 TASK_CLOSE_DELAY_MS; m1 waits for its idle timeout
+        assert (fin.run_id, fin.status) == ("t1", "succeeded")  # m1, idle longer than t1, is still open
+        await append_emit(store, close("m1", folder="chat"), source="queue", msg_id="c2")
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 2))
+    assert [f.run_id for f in await events_of(store, "AgentRunFinished")] == ["t1", "m1"]
     await nc.close()
 
 
-async def test_a_follow_up_for_an_ended_run_is_rejected_with_its_messages(server, tmp_path, agent_script):
+async def test_piped_turns_for_an_ended_run_are_returned_with_their_turns(server, tmp_path, agent_script):
     nc, store, ctx = await bus(server, tmp_path)
     async with running(build_with(agent_script), ctx):
-        await append_emit(store, Emit.append("http:shop", AgentInputAppended(
-            run_id="gone", chat_jid="http:shop", group_folder="shop", prompt="late", message_ids=["m9"],
-            previous_cursor="c1", cursor="c2")), source="router", msg_id="i9")
-        await eventually(lambda: has_at_least(events_of(store, "AgentInputRejected"), 1))
-    rejected = (await events_of(store, "AgentInputRejected"))[0]
-    assert (rejected.prompt, rejected.message_ids, rejected.previous_cursor) == ("late", ["m9"], "c1")
+        await append_emit(store, pipe("gone", "late", ["m9"]), source="queue", msg_id="p9")
+        await eventually(lambda: has_at_least(events_of(store, "AgentInputReturned"), 1))
+    returned = (await events_of(store, "AgentInputReturned"))[0]
+    assert (returned.message_ids, returned.turn_ids, returned.queued_run_ids) == (["m9"], ["turn-m9"], ["q-m9"])
+    assert await events_of(store, "AgentInputRejected") == []
     await nc.close()
 
 

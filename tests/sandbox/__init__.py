@@ -63,6 +63,7 @@ class AgentProcess:
     def __init__(self, proc: asyncio.subprocess.Process, stderr_path: Path) -> None:
         self.proc = proc
         self.stderr_path = stderr_path
+        self.idle: list[bool] = []  # each marker's ``idle`` flag, in order
 
     @classmethod
     async def start(cls, inp: dict[str, Any] | bytes, ws: Workspace, **env: str) -> "AgentProcess":
@@ -97,7 +98,8 @@ class AgentProcess:
         body = await self._line()
         assert await self._line() == END, f"unterminated marker; stderr:\n{self.stderr()}"
         marker = json.loads(body or "")
-        assert set(marker) == {"status", "result", "newSessionId", "error"}, marker
+        assert set(marker) == {"status", "result", "newSessionId", "error", "idle"}, marker
+        self.idle.append(marker.pop("idle"))  # the end of a query, kept apart so the rest compare as before
         return marker
 
     async def remaining_markers(self) -> list[dict[str, Any]]:

@@ -62,14 +62,19 @@ def test_stdin_that_is_not_an_object_is_refused(text, start):
 
 
 # --- markers -------------------------------------------------------------------------------------------------
-def test_a_marker_is_one_block_with_all_four_keys():
+def test_a_marker_is_one_block_with_all_five_keys_and_idle_marks_the_end_of_a_query():
     buf = io.BytesIO()
     MarkerWriter(buf).success("héllo", "s1")
     MarkerWriter(buf).error("boom", None)
+    MarkerWriter(buf).success(None, "s1", idle=True)
     lines = buf.getvalue().decode().splitlines()
     assert lines[0] == OUTPUT_START and lines[2] == OUTPUT_END and lines[3] == OUTPUT_START
-    assert json.loads(lines[1]) == {"status": "success", "result": "héllo", "newSessionId": "s1", "error": None}
-    assert json.loads(lines[4]) == {"status": "error", "result": None, "newSessionId": None, "error": "boom"}
+    assert json.loads(lines[1]) == {"status": "success", "result": "héllo", "newSessionId": "s1", "error": None,
+                                    "idle": False}
+    assert json.loads(lines[4]) == {"status": "error", "result": None, "newSessionId": None, "error": "boom",
+                                    "idle": False}
+    assert json.loads(lines[7]) == {"status": "success", "result": None, "newSessionId": "s1", "error": None,
+                                    "idle": True}
 
 
 # --- task script ---------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ async def test_a_follow_up_after_the_query_is_the_next_turn_of_the_same_session(
         try:
             first = await agent.next_marker()
             assert (await agent.next_marker())["result"] is None  # idle, waiting for input
+            assert agent.idle == [False, True]  # the result is not the end of the query; the idle marker is
             assert await send_input(bus, inp, {"type": "message", "text": "and another thing"}) == {"ok": True}
             second = await agent.next_marker()
             assert second["result"] == "second answer" and second["newSessionId"] == first["newSessionId"]
