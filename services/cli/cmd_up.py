@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from events.tasks import cancel_and_wait
 from services.cli.bus import nats_store_dir, run_file, write_run_file
 from services.cli.cmd_sandbox import build_with_progress
-from services.cli.common import ConfigOption, CredentialsOption, console, load, run, setup_log
+from services.cli.common import ConfigOption, CredentialsOption, config_failure, console, load, run, setup_log
 from services.cli.registry import builders
 from services.harness.config import Credentials, Settings
 from services.harness.datalock import UP, DataDirBusy, DataDirLock
@@ -31,8 +31,7 @@ def up(config: Path | None = ConfigOption, credentials: Path | None = Credential
     available = builders()
     unknown = [s for s in settings.services if s not in available]
     if unknown:
-        console.print(f"[red]configuration error[/red]: services: unknown {unknown}; available: {sorted(available)}")
-        raise typer.Exit(2)
+        config_failure([f"services: unknown {', '.join(unknown)}; available: {', '.join(sorted(available))}"])
     # One `up` per data directory, taken before anything is written (logs, image, configuration, run file).
     try:
         lock = DataDirLock(settings.data_dir).acquire(UP)

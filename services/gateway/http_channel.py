@@ -84,8 +84,9 @@ class HttpChannel:
 
     def __init__(self, config: HttpConfig, buffer: InboundBuffer, state_path: Path, token: str | None,
                  registered: Registered):
-        if not _is_loopback(config.host) and not token:
-            raise WebhookError(f"channels.http.host is {config.host} (not loopback): set webhook_token in credentials.yml")
+        problem = exposure_problem(config, token)
+        if problem:
+            raise WebhookError(problem)
         self.config, self.buffer, self.token, self.registered = config, buffer, token, registered
         self.max_body_bytes = config.max_text_bytes + 4096  # the text plus room for the other fields
         state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +217,13 @@ class HttpChannel:
 
     async def set_typing(self, chat_jid: str, composing: bool) -> None:
         return None  # HTTP has no typing indicator
+
+
+def exposure_problem(config: HttpConfig, token: str | None) -> str | None:
+    """Why the webhook may not listen as configured (bound beyond loopback without a token), or None."""
+    if not _is_loopback(config.host) and not token:
+        return f"channels.http.host: {config.host} is not loopback; set webhook_token in credentials.yml"
+    return None
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:

@@ -146,3 +146,24 @@ def test_events_tail_prints_events_readably(nats_server, tmp_path):
     result = cli(["events", "tail", "--since", "0", "--limit", "1"], tmp_path, {"NANOCLAW_NATS__URLS": f'["{nats_server.url}"]'})
     assert result.returncode == 0, result.stderr
     assert "CounterIncremented test.counter/a@g.us v1" in result.stdout and '{"by": 7}' in result.stdout
+
+
+@pytest.mark.parametrize("command", [["up", "--port", "0"], ["doctor"], ["groups", "list"]])
+def test_a_wrong_key_or_type_in_a_service_section_stops_the_command_before_it_starts_naming_the_full_path(tmp_path, command):
+    (tmp_path / "config.yml").write_text("channels:\n  http:\n    port: eighty\nqueue:\n  max_concurent: 3\n"
+                                         "runner:\n  cpus: lots\nbroker:\n  model_proxy:\n    port: abc\n")
+    result = cli(command, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[2] for line in lines] == ["channels.http.port", "queue.max_concurent", "runner.cpus",
+                                                      "broker.model_proxy.port"]
+    assert all(line.startswith("configuration error: config.yml: ") for line in lines)
+    assert "Traceback" not in result.stderr and "up" not in result.stdout and not (tmp_path / "data").exists()
+
+
+def test_a_too_short_run_token_key_stops_up_with_one_clear_line(tmp_path):
+    (tmp_path / "credentials.yml").write_text("run_token_key: tooshort\n")
+    result = cli(["up", "--port", "0"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("configuration error: credentials.yml: run_token_key: must be at least 16 bytes; use a "
+                                     "random value, e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
