@@ -21,6 +21,7 @@ from services.harness.natsserver import find_nats_server
 from tests.docker_support import agent_image
 from tests.events.store_contract import CounterIncremented
 from tests.poison import publish_bad
+from tests.stub_anthropic import StubAnthropic
 
 NANOCLAW = [sys.executable, "-m", "services.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
@@ -167,3 +168,41 @@ def test_a_too_short_run_token_key_stops_up_with_one_clear_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("configuration error: credentials.yml: run_token_key: must be at least 16 bytes; use a "
                                      "random value, e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+
+
+def test_doctor_says_plainly_that_the_bus_is_not_running_instead_of_counting_streams(tmp_path):
+    result = cli(["doctor"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "! bus: NOT running: no `nanoclaw up` on" in result.stdout and "start it with `nanoclaw up`" in result.stdout
+    assert "streams" not in result.stdout
+
+
+def test_doctor_never_prints_the_nats_password_or_any_secret(nats_server, tmp_path):
+    (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-SECRET-KEY\nwebhook_token: SECRET-WEBHOOK\n"
+                                              "nats:\n  password: SECRET-NATS-CRED\n")
+    url = nats_server.url.replace("nats://", "nats://services:SECRET-NATS-PASS@")
+    result = cli(["doctor"], tmp_path, {"NANOCLAW_NATS__URLS": f'["{url}"]',
+                                        "NANOCLAW_BROKER": '{"model_proxy": {"upstream_url": "http://127.0.0.1:1"}}'})
+    assert "✓ NATS reachable: 127.0.0.1:" in result.stdout, result.stdout + result.stderr
+    assert "SECRET" not in result.stdout + result.stderr
+
+
+def test_doctor_checks_the_claude_credential_against_the_model_upstream(tmp_path):
+    env = lambda stub: {"NANOCLAW_BROKER": f'{{"model_proxy": {{"upstream_url": "{stub.url}"}}}}'}  # noqa: E731
+    with StubAnthropic(api_keys={"sk-ant-good"}) as stub:
+        (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-good\n")
+        good = cli(["doctor"], tmp_path, env(stub))
+        (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-revoked\n")
+        bad = cli(["doctor"], tmp_path, env(stub))
+        asked = [(r.path, r.headers.get("x-api-key"), r.headers.get("anthropic-version")) for r in stub.requests]
+    assert f"✓ Claude credential: API key accepted by {stub.url}" in good.stdout and good.returncode == 0
+    assert f"✗ Claude credential: API key rejected by {stub.url} (401:" in bad.stdout and bad.returncode == 1
+    assert "sk-ant-revoked" not in bad.stdout
+    assert asked == [("/v1/models", "sk-ant-good", "2023-06-01"), ("/v1/models", "sk-ant-revoked", "2023-06-01")]
+
+
+def test_doctor_says_when_it_cannot_check_the_credential(tmp_path):
+    (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-x\n")
+    result = cli(["doctor"], tmp_path, {"NANOCLAW_BROKER": '{"model_proxy": {"upstream_url": "http://127.0.0.1:1"}}'})
+    assert "! Claude credential: cannot check: http://127.0.0.1:1 did not answer" in result.stdout
+    assert result.returncode == 0, result.stdout
