@@ -11,8 +11,8 @@ from pydantic import SecretStr
 
 from events.tasks import cancel_and_wait
 from services.cli.bus import nats_store_dir, run_file, write_run_file
-from services.cli.cmd_sandbox import build_with_progress
-from services.cli.common import ConfigOption, CredentialsOption, config_failure, console, load, run, setup_log
+from services.cli.cmd_sandbox import build_logged, build_with_progress
+from services.cli.common import ConfigOption, CredentialsOption, config_failure, console, load, run, setup_log, status
 from services.cli.registry import builders
 from services.harness.config import Credentials, Settings
 from services.harness.datalock import UP, DataDirBusy, DataDirLock
@@ -66,15 +66,16 @@ def _up(settings: Settings, creds: Credentials, chosen: dict, port: int) -> None
             raise typer.Exit(1) from None
         host = embedded_host(settings, creds, chosen, server)
         write_run_file(settings, server.admin_url)
-        console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})")
-    console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
+        status(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)})", nats=server.url)
+    status(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops",
+           services=list(chosen))
     try:
         run(_serve(host, server))
     finally:
         if server is not None:
             run_file(settings).unlink(missing_ok=True)
             server.stop()
-        console.print("NanoClaw Bus stopped")
+        status("NanoClaw Bus stopped")
 
 
 async def _serve(host: Host, server: EmbeddedNats | None) -> None:
@@ -110,8 +111,8 @@ def _ensure_sandbox_image(settings) -> None:
     runner starts, so a fresh machine needs nothing but `nanoclaw up`. A custom image is the user's."""
     config = RunnerConfig.model_validate(settings.runner)
     if config.backend == "docker" and config.image == RunnerConfig().image:
-        console.print("checking the agent sandbox image (the first build takes a few minutes)…")
-        build_with_progress()
+        status("checking the agent sandbox image (the first build takes a few minutes)…")
+        build_with_progress() if console.is_terminal else build_logged()
 
 
 def _port(preferred: int) -> int:

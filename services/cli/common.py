@@ -13,7 +13,7 @@ from rich.markup import escape
 from services.cli.config_sections import section_problems
 from services.harness.config import ConfigError, Credentials, Settings, load_credentials, load_settings, settings_path
 from services.harness.connect import NatsUnavailable
-from services.harness.logging import setup_logging
+from services.harness.logging import get_logger, setup_logging
 from services.harness.natsserver import NatsServerError
 
 console = Console(stderr=True)
@@ -46,6 +46,15 @@ def config_failure(lines: list[str]) -> NoReturn:
     for line in lines:
         console.print(f"configuration error: {line}", markup=False, highlight=False, emoji=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def status(message: str, **fields: object) -> None:
+    """A progress line of a long-running command (``up``): on a terminal a plain line; otherwise a JSON log line
+    (``event``: ``message``), so a redirected console holds JSON lines only, as the README says."""
+    if console.is_terminal:
+        console.print(message, markup=False, emoji=False, highlight=False, soft_wrap=True)
+    else:
+        get_logger("nanoclaw.cli").info(message, **fields)
 
 
 def setup_log(settings: Settings, *, to_file: bool) -> None:

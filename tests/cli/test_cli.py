@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,10 @@ def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "NanoClaw Bus stopped" in err and not run_file.exists()
+    # stderr is a pipe, not a terminal: the console holds JSON lines only (README.md), progress lines included
+    logged = [json.loads(line) for line in err.splitlines()]
+    assert {"NanoClaw Bus up: services gateway, router, queue, runner, scheduler, broker, projections; logs in data/logs; "
+            "Ctrl+C stops", "NanoClaw Bus stopped"} <= {line["event"] for line in logged}
     assert (tmp_path / "data" / "logs" / "nanoclaw.log").read_text().count('"service started"') >= 1
     leftover = subprocess.run(["pgrep", "-f", f"{find_nats_server()} -c {tmp_path}"], capture_output=True)
     assert leftover.returncode == 1, "the embedded nats-server outlived `nanoclaw up`"
