@@ -22,7 +22,7 @@ from services.cli import output
 from services.cli.rebuilt import rebuilt, rebuilt_rows
 from services.harness.clock import SystemClock
 from services.scheduler import commands, queries
-from services.scheduler.schedule import local_time
+from services.scheduler.schedule import Schedule, local_time
 from services.scheduler.task import ScheduledTask, TaskError
 
 app = typer.Typer(help="Manage scheduled tasks.", no_args_is_help=True)
@@ -67,7 +67,10 @@ def add(group: str = typer.Argument(..., help="group folder or chat JID"),
         prompt: str = typer.Option(..., help="what the assistant does when the task runs"),
         cron: str | None = typer.Option(None, help="5-field cron in the task's time zone, e.g. '0 9 * * 1-5'"),
         interval: str | None = typer.Option(None, help="milliseconds between runs, e.g. 3600000"),
-        once: str | None = typer.Option(None, help="a local time, e.g. 2026-02-01T15:30:00 (or with an offset)"),
+        once: str | None = typer.Option(None, help="a local time, e.g. 2026-02-01T15:30:00 (or with an offset); "
+                                                   "a past time is refused unless --now is given"),
+        now: bool = typer.Option(False, "--now", help="run once right away (alone), or accept a --once time "
+                                                     "in the past and run it right away"),
         context_mode: str = typer.Option(DEFAULT_CONTEXT_MODE, help="group (the group's session) or isolated"),
         catch_up: str = typer.Option(DEFAULT_CATCH_UP, help="after downtime: skip, once or all"),
         timezone: str | None = typer.Option(None, help="IANA zone (default: the configured one)"),
@@ -75,10 +78,17 @@ def add(group: str = typer.Argument(..., help="group folder or chat JID"),
         config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
     """Schedule a task for a registered group (exactly one of --cron, --interval, --once)."""
     settings, creds = load(config, credentials)
+    if now and once is None and cron is None and interval is None:
+        once = SystemClock().now().isoformat()  # --now alone: a one-off run right away
     chosen = [(t, v) for t, v in (("cron", cron), ("interval", interval), ("once", once)) if v is not None]
     if len(chosen) != 1:
-        _fail(ValueError("give exactly one of --cron, --interval, --once"))
+        _fail(ValueError("give exactly one of --cron, --interval, --once (or --now)"))
     (schedule_type, value), = chosen
+    if schedule_type == "once":
+        try:
+            _refuse_past(value, timezone or settings.timezone, now)
+        except ValueError as exc:
+            _fail(exc)
 
     async def go() -> ScheduledTask:
         async with bus(settings, creds, name="nanoclaw-tasks") as (_nc, store):
@@ -100,6 +110,18 @@ def add(group: str = typer.Argument(..., help="group folder or chat JID"),
         _fail(exc)
     output.say(out, f"scheduled {task.id} for {task.group_folder}: {task.schedule_type} {task.schedule_value}; "
                     f"next run {_local(task.next_run, task.timezone)}")
+
+
+def _refuse_past(once: str, tz: str, now_given: bool) -> None:
+    """A ``--once`` time already past would run at once without a word (as the agents' tool does, v1's rule);
+    at the terminal that is almost always a typo (a wrong day or year), so it needs ``--now`` (issue 16).
+
+    Raises: ValueError (ScheduleError) for an unreadable time, or a past one without ``--now``."""
+    at = Schedule.parse("once", once, tz).once_at()
+    current = SystemClock().now()
+    if at < current and not now_given:
+        raise ValueError(f"--once {once} is in the past ({at:%Y-%m-%d %H:%M} UTC, now {current:%Y-%m-%d %H:%M} UTC, "
+                         f"read in {tz}); give a future time, or add --now to run it right away")
 
 
 def _change(settings, creds, task_id: str, change) -> ScheduledTask:
@@ -147,6 +169,7 @@ def cancel(task_id: str, config: Path | None = ConfigOption, credentials: Path |
 @app.command()
 def update(task_id: str, prompt: str | None = typer.Option(None), cron: str | None = typer.Option(None),
            interval: str | None = typer.Option(None), once: str | None = typer.Option(None),
+           now: bool = typer.Option(False, "--now", help="accept a --once time in the past (it runs right away)"),
            context_mode: str | None = typer.Option(None), catch_up: str | None = typer.Option(None),
            timezone: str | None = typer.Option(None),
            script: str | None = typer.Option(None, help="'' removes the script"),
@@ -160,7 +183,12 @@ def update(task_id: str, prompt: str | None = typer.Option(None), cron: str | No
                             "timezone": timezone, "script": script}
     if chosen:
         data["schedule_type"], data["schedule_value"] = chosen[0]
-    task = _change(settings, creds, task_id, lambda t: commands.update(t, data, now=SystemClock().now(), by=BY))
+    def change(t: ScheduledTask) -> None:
+        if once is not None:
+            _refuse_past(once, timezone or t.timezone, now)
+        commands.update(t, data, now=SystemClock().now(), by=BY)
+
+    task = _change(settings, creds, task_id, change)
     output.say(out, f"updated {task_id}; next run {_local(task.next_run, task.timezone)}")
 
 
