@@ -8,7 +8,6 @@ state machine, strict mode and separation of powers: whoever executed a task can
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -169,7 +168,7 @@ def tasks_list(state: str | None = typer.Option(None), assignee: str | None = ty
 
 
 @tasks_app.command("show")
-def tasks_show(task_id: str, as_json: bool = typer.Option(False, "--json", help="print JSON"),
+def tasks_show(task_id: str, as_json: bool = typer.Option(False, "--json", help="one compact JSON object"),
                config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
     """Show one task with its audit trail, approvals and dispatches."""
     async def action(deps):
@@ -179,7 +178,7 @@ def tasks_show(task_id: str, as_json: bool = typer.Option(False, "--json", help=
         return row
     task: dict[str, Any] = _session(config, credentials, action)
     if as_json:
-        out.print_json(json.dumps(task))
+        output.print_ndjson([task])
         return
     out.print(f"[bold]{task['task_id']}[/bold] {task['title']} — {task['state']} (version {task['version']})")
     out.print(f"product {task['product_id'] or '-'} · assignee {task['assignee'] or '-'} · gates "
