@@ -16,8 +16,10 @@ from services.harness.connect import NatsUnavailable
 from services.harness.logging import get_logger, setup_logging
 from services.harness.natsserver import NatsServerError
 
-console = Console(stderr=True)
-out = Console()
+# No emoji codes anywhere: ids such as `http:a:b::c@d.e-f` hold `:a:`-like text (issue 16); tables go further
+# and show every cell literally (services/cli/output.py).
+console = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 T = TypeVar("T")
 
 ConfigOption = typer.Option(None, "--config", "-c", help="config.yml (default: $NANOCLAW_CONFIG or ./config.yml)")
