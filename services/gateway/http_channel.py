@@ -133,6 +133,8 @@ class HttpChannel:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise RequestRefused(413, f"body larger than {self.max_body_bytes} bytes", None) from None
+        except web.RequestPayloadError as exc:  # e.g. a Content-Encoding body that does not decode
+            raise RequestRefused(400, f"body could not be read: {' '.join(str(exc).split())}", None) from None
         body = parse_object(raw)
         try:
             req = InboundRequest.model_validate(body)

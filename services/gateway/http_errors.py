@@ -4,7 +4,9 @@
 header (``Authorization``, ``Content-Type``) at fault, or is ``null`` when the problem is the request as a whole
 (the body is not JSON, too large, or the route does not exist). aiohttp's own errors (unknown route ``404``, wrong
 method ``405``, a body over ``client_max_size`` ``413``) are plain text by default; :func:`json_errors` reshapes
-them. README.md ("Chat", over HTTP) states this contract.
+them. README.md ("Chat", over HTTP) states this contract. One exception, outside the application's reach: a
+request that is not valid HTTP at all (broken chunked framing, a non-numeric Content-Length, an unsupported
+Content-Encoding) is answered by aiohttp's protocol parser with a plain-text ``400`` before any route runs.
 """
 
 from __future__ import annotations

@@ -110,6 +110,14 @@ async def test_an_unpaired_surrogate_escape_is_refused_naming_the_field(js_store
         await only_the_barrier_was_stored(js_store, port)
 
 
+async def test_a_body_whose_content_encoding_does_not_decode_gets_400_as_json(js_store, nc, tmp_path):
+    async with gateway(nc, js_store, tmp_path, "support") as gw:
+        port = http_port(gw).port
+        status, kind, err = await raw_post(port, b"not gzip at all", {**JSON, "Content-Encoding": "gzip"})
+        assert (status, kind, err["field"]) == (400, "application/json", None) and "could not be read" in err["error"]
+        await only_the_barrier_was_stored(js_store, port)
+
+
 async def test_unknown_routes_and_methods_answer_in_the_same_json_shape(js_store, nc, tmp_path):
     async with gateway(nc, js_store, tmp_path) as gw:
         port = http_port(gw).port
