@@ -104,10 +104,10 @@ def request(draw) -> tuple[str, str, dict[str, str], bytes]:
         return (draw(st.sampled_from(["PUT", "DELETE", "PATCH", "GET"])), draw(st.sampled_from(["/v1/messages", "/", "/v2/x"])),
                 {}, b"")
     ctype = draw(st.sampled_from(JSON_TYPES * 6 + OTHER_TYPES + [None]))
-    headers = {} if ctype is None else {"Content-Type": ctype}
-    if draw(st.integers(0, 19)) == 0:  # a body that claims a compression it does not have
-        headers["Content-Encoding"] = draw(st.sampled_from(["gzip", "deflate"]))
-    return "POST", "/v1/messages", headers, draw(body_bytes())
+    # (No Content-Encoding here: a body that does not decode may be refused by aiohttp's protocol parser before
+    # the app runs, in plain text, as documented in services/gateway/http_errors.py; the app's own answer to one
+    # that reaches it is tested in tests/gateway/test_webhook_errors.py.)
+    return "POST", "/v1/messages", ({} if ctype is None else {"Content-Type": ctype}), draw(body_bytes())
 
 
 @dataclass
@@ -137,7 +137,7 @@ def check(ledger: Ledger, method: str, path: str, headers: dict[str, str], body:
     if method == "POST" and path == "/v1/messages":
         if declared != "application/json" and not (declared.startswith("application/") and declared.endswith("+json")):
             assert (status, answer["field"]) == (415, "Content-Type"), answer
-        elif len(body) > MAX_BODY and "Content-Encoding" not in headers:
+        elif len(body) > MAX_BODY:
             assert status == 413 and answer["field"] is None, answer
     if status == 202:
         assert set(answer) == {"id", "chat"} and answer["chat"] in REGISTERED, answer
