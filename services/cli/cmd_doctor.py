@@ -9,15 +9,14 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import typer
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, SecretStr
-from urllib.parse import urlparse
-
-from events.subjects import DEAD_LETTER_STREAM, EVENT_STREAM
 from rich.markup import escape
 
+from events.subjects import DEAD_LETTER_STREAM, EVENT_STREAM
 from services.cli.bus import running_embedded_url
 from services.cli.common import ConfigOption, CredentialsOption, load, out
 from services.cli.doctor_credential import check_credential
