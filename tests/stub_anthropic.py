@@ -40,6 +40,8 @@ class StubAnthropic:
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 10, "output_tokens": 7})
     requests: list[Recorded] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
+    api_keys: set[str] = field(default_factory=set)
+    """Credentials ``GET /v1/models`` accepts (``x-api-key`` or ``Authorization: Bearer``); others get 401."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -95,6 +97,13 @@ class StubAnthropic:
                 self.end_headers()
 
             def do_GET(self) -> None:
+                if self.path == "/v1/models":
+                    stub.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, {}))
+                    given = self.headers.get("x-api-key") or (self.headers.get("authorization") or "").removeprefix("Bearer ")
+                    if given in stub.api_keys:
+                        return self._reply_json(200, {"data": [{"type": "model", "id": "claude-sonnet-4-5"}], "has_more": False})
+                    return self._reply_json(401, {"type": "error", "error": {"type": "authentication_error",
+                                                                             "message": "invalid x-api-key"}})
                 self._reply_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
 
             def do_POST(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal
 
 from events.catalogue.base import EventPayload
@@ -14,6 +15,29 @@ def channel_of(jid: str) -> Channel:
     """The channel a chat JID belongs to: ``http:<chat>`` → http, ``term:<name>`` → terminal, anything else
     (``…@g.us``, ``…@s.whatsapp.net``) → whatsapp."""
     return "http" if jid.startswith("http:") else "terminal" if jid.startswith("term:") else "whatsapp"
+
+
+HTTP_CHAT_MAX = 200
+_HTTP_CHAT_PUNCTUATION = frozenset("_@.:+-")
+
+
+def http_chat_problem(chat: str) -> str | None:
+    """Why ``chat`` cannot be the chat id of the webhook channel (JID ``http:<chat>``), or None if it can.
+
+    The rule, shared by the gateway (``POST /v1/messages``) and the router (registering ``http:<chat>``), so a
+    chat that can be registered can also be written to: 1 to 200 characters, each a letter or digit of any
+    script (``str.isalnum``: ``café``, ``поддержка``, ``支持`` are fine) or one of ``_ @ . : + -``; in Unicode
+    NFC (composed) form, so the same name typed on two systems is the same chat. No spaces, slashes or
+    control characters (the id is a URL path segment in ``GET /v1/chats/{chat}/messages``).
+    """
+    if not 1 <= len(chat) <= HTTP_CHAT_MAX:
+        return f"must be 1 to {HTTP_CHAT_MAX} characters"
+    bad = next((c for c in chat if not (c.isalnum() or c in _HTTP_CHAT_PUNCTUATION)), None)
+    if bad is not None:
+        return f"character {bad!r} is not allowed (letters and digits of any script, and _ @ . : + -)"
+    if unicodedata.normalize("NFC", chat) != chat:
+        return "must be in Unicode NFC (composed) form"
+    return None
 
 
 class MessageReceived(EventPayload):

@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from events.chain import ChainVerifier
 from projections.audit import AuditError, VerifyReport, rebuild as do_rebuild, verify_report
@@ -16,6 +16,7 @@ from projections.sqlite import SkippedMessage, skipped_messages
 from services.cli import cmd_audit_chain, cmd_audit_log
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
+from services.cli import output
 from services.projector.service import read_model_path
 
 app = typer.Typer(help="Replay the event log for audits.", no_args_is_help=True)
@@ -60,7 +61,7 @@ def rebuild(db: Path | None = typer.Option(None, "--db", help="path of the fresh
     try:
         applied = run(go())
     except AuditError as exc:
-        console.print(f"[red]error[/red]: {exc}")
+        console.print(f"[red]error[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from None
     out.print(f"rebuilt {db}: {applied} event applications")
     rebuilt = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -69,16 +70,16 @@ def rebuild(db: Path | None = typer.Option(None, "--db", help="path of the fresh
     finally:
         rebuilt.close()
     if skipped:
-        out.print(_skipped_table(skipped))
+        output.print_table(out, _skipped_table(skipped))
         out.print(f"[yellow]{len(skipped)} message(s) of the log skipped: not valid commits, or a projection "
                   "failed on them (docs/events.md, \"Bad messages in the log\")[/yellow]")
 
 
-def _skipped_table(skipped: list[SkippedMessage], recorded_by: dict[int, set[str]] | None = None) -> Table:
-    table = Table("seq", "subject", "reason", *(("dead-lettered by",) if recorded_by is not None else ()))
+def _skipped_table(skipped: list[SkippedMessage], recorded_by: dict[int, set[str]] | None = None) -> output.Table:
+    table = output.table("seq", "subject", "reason", *(("dead-lettered by",) if recorded_by is not None else ()))
     for m in skipped:
-        who = () if recorded_by is None else (", ".join(sorted(recorded_by.get(m.seq, ()))) or "[red]nobody[/red]",)
-        table.add_row(str(m.seq), m.subject, "; ".join(m.reasons), *who)
+        who = () if recorded_by is None else (", ".join(sorted(recorded_by.get(m.seq, ()))) or output.styled("[red]nobody[/red]"),)
+        output.add_row(table, str(m.seq), m.subject, "; ".join(m.reasons), *who)
     return table
 
 
@@ -119,18 +120,19 @@ def verify(db: Path | None = typer.Option(None, "--db", help="live database (def
     chain, report = run(go())
     chain_ok = cmd_audit_chain.report(chain, checkpoints)
     if isinstance(report, AuditError):
-        console.print(f"[red]error[/red]: {report} (--log-only checks the log alone)")
+        console.print(f"[red]error[/red]: {escape(str(report))} (--log-only checks the log alone)")
         raise typer.Exit(2)
     if report is None:
         _after_chain(chain, chain_ok, record)
         return
-    table = Table("table", "live rows", "rebuilt rows", "checksum", "result")
+    table = output.table("table", "live rows", "rebuilt rows", "checksum", "result")
     for c in report.tables:
-        table.add_row(c.table, str(c.live_rows), str(c.rebuilt_rows), c.live_checksum[:12],
-                      "[green]same[/green]" if c.ok else f"[red]differs[/red] (rebuilt {c.rebuilt_checksum[:12]})")
-    out.print(table)
+        output.add_row(table, c.table, str(c.live_rows), str(c.rebuilt_rows), c.live_checksum[:12],
+                      output.styled("[green]same[/green]") if c.ok
+                      else output.styled(f"[red]differs[/red] (rebuilt {c.rebuilt_checksum[:12]})"))
+    output.print_table(out, table)
     if report.skipped:
-        out.print(_skipped_table(report.skipped, report.recorded_by))
+        output.print_table(out, _skipped_table(report.skipped, report.recorded_by))
         out.print(f"audit verify: {len(report.skipped)} message(s) of the log skipped (not valid commits, or a "
                   f"projection failed on them): seq {', '.join(str(m.seq) for m in report.skipped)}")
     bad = [c.table for c in report.tables if not c.ok]

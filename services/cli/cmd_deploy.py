@@ -14,9 +14,10 @@ from typing import Callable
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Column
 
 from services.cli.common import ConfigOption, CredentialsOption, console, out, progress_line
+from services.cli import output
 
 app = typer.Typer(help="The container deployment (docs/deploy.md).", no_args_is_help=True)
 
@@ -69,10 +70,10 @@ def build(base_image: str = typer.Option(None, "--base-image",
             bar.stop()
             console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
-    table = Table("image", "tag", "status", "size", "time")
+    table = output.table("image", "tag", "status", "size", "time")
     for name, result, seconds in results:
-        table.add_row(name, result.tag, result.status, f"{result.size / 1e6:.0f} MB", f"{seconds:.1f} s")
-    out.print(table)
+        output.add_row(table, name, result.tag, result.status, f"{result.size / 1e6:.0f} MB", f"{seconds:.1f} s")
+    output.print_table(out, table)
 
 
 @app.command()

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
-from rich.table import Table
 
 from events.errors import ConcurrencyError
 from events.repository import Repository
@@ -24,6 +23,7 @@ from services.broker.ext.capability import LEVEL_NAMES, CapabilityError, ExtCapa
 from services.broker.ext.config import ExtConfig
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
+from services.cli import output
 from services.cli.rebuilt import rebuilt, rebuilt_rows
 from services.harness.clock import SystemClock, parse_time
 
@@ -169,20 +169,20 @@ def list_(group: str | None = typer.Option(None, "--group", help="only this grou
 
     grants, denies = run(go())
     now = SystemClock().now()
-    table = Table("group", "provider", "level", "product", "status", "approvers", "expires", "grant")
+    table = output.table("group", "provider", "level", "product", "status", "approvers", "expires", "grant")
     for g in grants:
         status = grant_status(g, now)
         if status == "revoked" and not all_:
             continue
-        table.add_row(g["group_folder"], g["provider"], f"{g['level']} {LEVEL_NAMES[g['level']]}", g["product"] or "all",
+        output.add_row(table, g["group_folder"], g["provider"], f"{g['level']} {LEVEL_NAMES[g['level']]}", g["product"] or "all",
                       status, g["approvers"], g["expires_at"] or "never", g["grant_id"])
-    out.print(table)
+    output.print_table(out, table)
     if denies:
-        deny_table = Table("group", "provider", "denied for", "by", "reason", "since", title="denies (win over grants)")
+        deny_table = output.table("group", "provider", "denied for", "by", "reason", "since", title="denies (win over grants)")
         for d in denies:
-            deny_table.add_row(d["group_folder"], d["provider"], d["product"] or "all products", d["denied_by"],
+            output.add_row(deny_table, d["group_folder"], d["provider"], d["product"] or "all products", d["denied_by"],
                                d["reason"], d["denied_at"])
-        out.print(deny_table)
+        output.print_table(out, deny_table)
 
 
 @app.command()
@@ -198,10 +198,10 @@ def calls(group: str | None = typer.Option(None, "--group", help="only this grou
             return await rebuilt_rows(store, [ExtCalls()], f"SELECT * FROM ext_calls {where} ORDER BY seq DESC LIMIT ?",
                                       (*params, limit))
 
-    table = Table("at", "group", "provider", "level", "product", "decision", "status", "ms", "key", "params hmac")
+    table = output.table("at", "group", "provider", "level", "product", "decision", "status", "ms", "key", "params hmac")
     for c in reversed(run(go())):
         status = "" if c["decision"] != "allowed" else str(c["status"]) if c["outcome"] == "ok" else (c["outcome"] or "…")
-        table.add_row(c["at"], c["group_folder"], c["provider"], str(c["level"]), c["product"] or "", c["decision"],
+        output.add_row(table, c["at"], c["group_folder"], c["provider"], str(c["level"]), c["product"] or "", c["decision"],
                       status, "" if c["duration_ms"] is None else str(c["duration_ms"]), c["idempotency_key"],
                       c["params_hash"][:16])
-    out.print(table)
+    output.print_table(out, table)

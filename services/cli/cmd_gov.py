@@ -8,14 +8,12 @@ state machine, strict mode and separation of powers: whoever executed a task can
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
 from events.errors import ConcurrencyError
 from events.repository import Repository
@@ -23,6 +21,7 @@ from projections.chat import RegisteredGroups, group_refs
 from projections.governance import governance_projections
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
+from services.cli import output
 from services.cli.rebuilt import rebuilt
 from services.governance import commands, queries
 from services.governance.config import GovernanceConfig
@@ -126,10 +125,10 @@ def products_list(config: Path | None = ConfigOption, credentials: Path | None =
     """Show the product registry."""
     async def action(deps):
         return queries.products(deps.readmodel)
-    table = Table("product", "name", "status", "risk", "registered by", "updated")
+    table = output.table("product", "name", "status", "risk", "registered by", "updated")
     for p in _session(config, credentials, action):
-        table.add_row(p["product_id"], p["name"], p["status"], p["risk_level"], p["created_by"], p["updated_at"])
-    out.print(table)
+        output.add_row(table, p["product_id"], p["name"], p["status"], p["risk_level"], p["created_by"], p["updated_at"])
+    output.print_table(out, table)
 
 
 # -- tasks --------------------------------------------------------------------------------------------------
@@ -161,15 +160,15 @@ def tasks_list(state: str | None = typer.Option(None), assignee: str | None = ty
     async def action(deps):
         return queries.tasks(deps.readmodel, state=state.upper() if state else None, assignee=assignee,
                              product_id=product)
-    table = Table("task", "state", "v", "title", "product", "assignee", "gates", "updated")
+    table = output.table("task", "state", "v", "title", "product", "assignee", "gates", "updated")
     for t in _session(config, credentials, action):
-        table.add_row(t["task_id"], t["state"], str(t["version"]), t["title"], t["product_id"] or "",
+        output.add_row(table, t["task_id"], t["state"], str(t["version"]), t["title"], t["product_id"] or "",
                       t["assignee"] or "", ", ".join(t["gates"]) or "none", t["updated_at"])
-    out.print(table)
+    output.print_table(out, table)
 
 
 @tasks_app.command("show")
-def tasks_show(task_id: str, as_json: bool = typer.Option(False, "--json", help="print JSON"),
+def tasks_show(task_id: str, as_json: bool = typer.Option(False, "--json", help="one compact JSON object"),
                config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
     """Show one task with its audit trail, approvals and dispatches."""
     async def action(deps):
@@ -179,19 +178,19 @@ def tasks_show(task_id: str, as_json: bool = typer.Option(False, "--json", help=
         return row
     task: dict[str, Any] = _session(config, credentials, action)
     if as_json:
-        out.print_json(json.dumps(task))
+        output.print_ndjson([task])
         return
     out.print(f"[bold]{task['task_id']}[/bold] {task['title']} — {task['state']} (version {task['version']})")
     out.print(f"product {task['product_id'] or '-'} · assignee {task['assignee'] or '-'} · gates "
               f"{', '.join(task['gates']) or 'none'}")
     if task["review_summary"]:
         out.print(f"review summary: {task['review_summary']}")
-    table = Table("v", "at", "actor", "what", "reason", "evidence")
+    table = output.table("v", "at", "actor", "what", "reason", "evidence")
     for a in task["activities"]:
         what = {"transition": f"{a['from_state']} → {a['to_state']}", "approval": f"approved {a['gate']}",
                 "created": "created", "assigned": "assigned", "dispatch": "dispatched"}.get(a["kind"], a["kind"])
-        table.add_row(str(a["version"]), a["at"], a["actor"], what, a["reason"], ", ".join(a["evidence"]))
-    out.print(table)
+        output.add_row(table, str(a["version"]), a["at"], a["actor"], what, a["reason"], ", ".join(a["evidence"]))
+    output.print_table(out, table)
 
 
 def _move(task_id: str, to: str | None, expected_version: int, reason: str, evidence: list[str],
@@ -271,14 +270,14 @@ def roles(config: Path | None = ConfigOption, credentials: Path | None = Credent
     async def action(deps):
         return [(g.folder, sorted(deps.group_roles(g))) for g in group_refs(deps.readmodel)], deps.config
     groups, gov = _session(config, credentials, action)
-    table = Table("group folder", "roles")
+    table = output.table("group folder", "roles")
     for folder, held in groups:
-        table.add_row(folder, ", ".join(held) or "-")
+        output.add_row(table, folder, ", ".join(held) or "-")
     for folder in sorted(set(gov.roles) - {f for f, _ in groups}):
-        table.add_row(f"{folder} (not registered)", ", ".join(gov.roles[folder]))
-    out.print(table)
-    gates = Table("gate", "approver role", "approval runs go to")
+        output.add_row(table, f"{folder} (not registered)", ", ".join(gov.roles[folder]))
+    output.print_table(out, table)
+    gates = output.table("gate", "approver role", "approval runs go to")
     for name, gate in sorted(gov.gates.items()):
-        gates.add_row(name, gate.role, gate.group or f"first folder with role {gate.role}")
-    out.print(gates)
+        output.add_row(gates, name, gate.role, gate.group or f"first folder with role {gate.role}")
+    output.print_table(out, gates)
     out.print(f"strict mode: {'on' if gov.strict_mode else 'off'} · auto dispatch: {'on' if gov.auto_dispatch else 'off'}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from events.catalogue.types import iso_utc
 from events.envelope import utcnow
@@ -14,6 +13,7 @@ from events.repository import Repository
 from projections.chat import RegisteredGroups
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
+from services.cli import output
 from services.cli.rebuilt import rebuilt_rows
 from services.router.folders import InvalidFolder
 from services.router.groups import GroupError, RegisteredGroup
@@ -54,7 +54,7 @@ async def register_group(store, *, jid: str, name: str, folder: str, trigger: st
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error[/red]: {exc}")
+    output.error_line(console, exc)
     raise typer.Exit(2)
 
 
@@ -79,12 +79,13 @@ def add(jid: str = typer.Argument(..., help="chat JID: 1203…@g.us, 4915…@s.w
         group = run(go())
     except (GroupError, InvalidFolder, ConcurrencyError) as exc:
         _fail(exc)
-    out.print(f"registered {group.jid} as {group.folder} (trigger {group.trigger}"
-              f"{', none required' if not group.requires_trigger or group.is_main else ''})")
+    output.say(out, f"registered {group.jid} as {group.folder} (trigger {group.trigger}"
+                    f"{', none required' if not group.requires_trigger or group.is_main else ''})")
 
 
 @app.command("list")
-def list_(config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
+def list_(as_json: bool = typer.Option(False, "--json", help="NDJSON: one compact object per group per line"),
+          config: Path | None = ConfigOption, credentials: Path | None = CredentialsOption) -> None:
     """Show registered groups."""
     settings, creds = load(config, credentials)
 
@@ -92,11 +93,17 @@ def list_(config: Path | None = ConfigOption, credentials: Path | None = Credent
         async with bus(settings, creds, name="nanoclaw-groups") as (_nc, store):
             return await current_groups(store)
 
-    table = Table("folder", "jid", "name", "trigger", "needs trigger", "main", "added")
-    for g in run(go()):
-        table.add_row(g["folder"], g["jid"], g["name"], g["trigger_pattern"], "yes" if g["requires_trigger"] and not g["is_main"] else "no",
+    rows = run(go())
+    if as_json:
+        output.print_ndjson({"jid": g["jid"], "name": g["name"], "folder": g["folder"], "trigger": g["trigger_pattern"],
+                             "requires_trigger": bool(g["requires_trigger"]), "is_main": bool(g["is_main"]),
+                             "added_at": g["added_at"]} for g in rows)
+        return
+    table = output.table("folder", "jid", "name", "trigger", "needs trigger", "main", "added")
+    for g in rows:
+        output.add_row(table, g["folder"], g["jid"], g["name"], g["trigger_pattern"], "yes" if g["requires_trigger"] and not g["is_main"] else "no",
                       "yes" if g["is_main"] else "", g["added_at"])
-    out.print(table)
+    output.print_table(out, table)
 
 
 def _change(settings, creds, jid: str, change) -> None:
@@ -124,7 +131,7 @@ def update(jid: str, name: str | None = typer.Option(None), trigger: str | None 
     """Change a group's name, trigger or trigger requirement."""
     settings, creds = load(config, credentials)
     _change(settings, creds, jid, lambda g: g.update(name=name, trigger=trigger, requires_trigger=requires_trigger))
-    out.print(f"updated {jid}")
+    output.say(out, f"updated {jid}")
 
 
 @app.command()
@@ -132,4 +139,4 @@ def remove(jid: str, config: Path | None = ConfigOption, credentials: Path | Non
     """Unregister a group (its messages, events and folder are kept)."""
     settings, creds = load(config, credentials)
     _change(settings, creds, jid, lambda g: g.remove())
-    out.print(f"removed {jid}")
+    output.say(out, f"removed {jid}")

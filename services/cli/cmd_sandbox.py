@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column
 
 from services.cli.common import console, out, progress_line
+from services.harness.logging import get_logger
 
 app = typer.Typer(help="The agent sandbox image.", no_args_is_help=True)
 STEPS = ("base", "wheelhouse", "image")
@@ -29,6 +30,24 @@ def build(base_image: str = typer.Option(None, "--base-image",
     result = build_with_progress(base_image, verbose)
     out.print(f"{result.tag} ({result.latest}) {result.status}, {result.size / 1e6:.0f} MB, "
               f"{time.monotonic() - started:.1f} s", highlight=False)
+
+
+def build_logged(base_image: str | None = None):
+    """Build (or confirm current) the agent image reporting each step as a log line: what ``nanoclaw up`` does
+    when its console is not a terminal (a progress display there would be lines that are not JSON).
+
+    Returns: the build result. Raises: typer.Exit(1) after logging the failure."""
+    from deploy.images import ImageError
+    from sandbox.image import build_agent_image_result
+
+    log = get_logger("nanoclaw.sandbox")
+    try:
+        result = build_agent_image_result(lambda line: log.info("sandbox image build", step=line), base_image=base_image)
+    except ImageError as exc:
+        log.error("sandbox image build failed", error=str(exc))
+        raise typer.Exit(1) from None
+    log.info("sandbox image ready", tag=result.tag, status=result.status)
+    return result
 
 
 def build_with_progress(base_image: str | None = None, verbose: bool = False):

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from events.tasks import cancel_and_wait
 from services.cli.bus import nats_store_dir, run_file, write_run_file
-from services.cli.cmd_sandbox import build_with_progress
+from services.cli.cmd_sandbox import build_logged, build_with_progress
 from services.cli.preflight import missing_credential
-from services.cli.common import ConfigOption, CredentialsOption, console, load, run, setup_log
+from services.cli.common import ConfigOption, CredentialsOption, config_failure, console, load, run, setup_log, status
 from services.cli.registry import builders
 from services.harness.config import Credentials, Settings
 from services.harness.datalock import UP, DataDirBusy, DataDirLock
@@ -34,8 +34,7 @@ def up(config: Path | None = ConfigOption, credentials: Path | None = Credential
     available = builders()
     unknown = [s for s in settings.services if s not in available]
     if unknown:
-        console.print(f"[red]configuration error[/red]: services: unknown {unknown}; available: {sorted(available)}")
-        raise typer.Exit(2)
+        config_failure([f"services: unknown {', '.join(unknown)}; available: {', '.join(sorted(available))}"])
     if problem := missing_credential(settings.services, creds):  # before anything starts or is written
         console.print(f"[red]error[/red]: {problem}", soft_wrap=True)
         raise typer.Exit(2)
@@ -77,10 +76,11 @@ def _up(settings: Settings, creds: Credentials, chosen: dict, port: int) -> None
         host = embedded_host(settings, creds, chosen, server)
         write_run_file(settings, server.admin_url)
         write_reader_url(settings.data_dir, server.url)
-        console.print(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)}); outside tools: "
-                      f"read-only user {READER!r}, credentials in {reader_dir(settings.data_dir)} "
-                      "(`nanoclaw events credentials`)")
-    console.print(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops")
+        status(f"embedded NATS at {server.url} (JetStream in {nats_store_dir(settings)}); outside tools: "
+               f"read-only user {READER!r}, credentials in {reader_dir(settings.data_dir)} "
+               "(`nanoclaw events credentials`)", nats=server.url)
+    status(f"NanoClaw Bus up: services {', '.join(chosen)}; logs in {Path(settings.data_dir) / 'logs'}; Ctrl+C stops",
+           services=list(chosen))
     try:
         run(_serve(host, server))
     finally:
@@ -88,7 +88,7 @@ def _up(settings: Settings, creds: Credentials, chosen: dict, port: int) -> None
             run_file(settings).unlink(missing_ok=True)
             clear_reader_url(settings.data_dir)
             server.stop()
-        console.print("NanoClaw Bus stopped")
+        status("NanoClaw Bus stopped")
 
 
 async def _serve(host: Host, server: EmbeddedNats | None) -> None:
@@ -127,8 +127,8 @@ def _ensure_sandbox_image(settings) -> None:
     runner starts, so a fresh machine needs nothing but `nanoclaw up`. A custom image is the user's."""
     config = RunnerConfig.model_validate(settings.runner)
     if config.backend == "docker" and config.image == RunnerConfig().image:
-        console.print("checking the agent sandbox image (the first build takes a few minutes)…")
-        build_with_progress()
+        status("checking the agent sandbox image (the first build takes a few minutes)…")
+        build_with_progress() if console.is_terminal else build_logged()
 
 
 def _port(preferred: int) -> int:

@@ -10,6 +10,7 @@ from services.gateway.http_channel import HttpChannel
 from services.gateway.outbound import OutboundDeps, on_outbound_requested, on_run_finished, on_run_started
 from services.gateway.outbound_policy import ChatRateLimiter
 from services.gateway.ports import ChannelPort
+from services.gateway.registrations import Registrations
 from services.gateway.whatsapp_channel import WhatsAppChannel
 from services.harness.context import ServiceContext
 from services.harness.service import Service
@@ -21,12 +22,13 @@ def build(ctx: ServiceContext) -> Service:
     config = GatewayConfig.model_validate(ctx.settings.channels)
     state = ctx.data_dir / "gateway"
     buffer = InboundBuffer(state / "inbound.db", max_rows=config.inbound_buffer_max)
+    registrations = Registrations(state / "readmodel.db", ctx.store)
     channels: dict[str, ChannelPort] = {}
     limiters: dict[str, ChatRateLimiter] = {}
     tasks = [lambda _deps: buffer.drain_forever(ctx.store)]
     if config.http.enabled:
         token = ctx.credentials.webhook_token.get_secret_value() if ctx.credentials.webhook_token else None
-        http = HttpChannel(config.http, buffer, state / "http.db", token)
+        http = HttpChannel(config.http, buffer, state / "http.db", token, registrations.is_registered)
         channels["http"] = http
         tasks.append(lambda _deps: _serve(http))
     if config.whatsapp.enabled:
@@ -43,6 +45,7 @@ def build(ctx: ServiceContext) -> Service:
                   "AgentRunFinished": on_run_finished},
         deps=deps,
         tasks=tasks,
+        readmodel=registrations.readmodel,  # which chats are registered (the webhook refuses others)
         max_deliver=-1,  # a channel down for hours must not dead-letter replies (RetryLater never counts)
     )
 

@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.harness.run_token import MIN_KEY_BYTES
+
 
 class ConfigError(Exception):
     """The configuration is missing, unreadable or invalid. The message names the file, key and problem."""
@@ -139,43 +141,84 @@ class Credentials(BaseSettings):
     nats: NatsCredentials = Field(default_factory=NatsCredentials)
     ext: ExtCredentials = Field(default_factory=ExtCredentials)
 
+    @field_validator("run_token_key")
+    @classmethod
+    def _run_token_key(cls, v: SecretStr | None) -> SecretStr | None:
+        # The HMAC key of per-run tokens (services/harness/run_token.py refuses shorter keys at first use).
+        if v is not None and len(v.get_secret_value().encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"must be at least {MIN_KEY_BYTES} bytes; use a random value, e.g. the output of "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return v
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
         return env_settings, init_settings
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, *, secret: bool) -> dict[str, Any]:
+    """``secret``: the file holds secrets, so a YAML error names only the line and column, never the text around
+    it (PyYAML's message quotes the offending line)."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc) if secret else exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
 
 
-def _explain(path: Path | None, exc: ValidationError) -> ConfigError:
-    where = str(path) if path else "environment"
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without any of the file's text."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where} (the line is not shown: the file holds secrets)"
+
+
+def explain(exc: ValidationError, *, where: str, prefix: str = "", secret: bool = False) -> list[str]:
+    """One line per problem: ``<where>: <dotted.key>: <what is wrong> (got <value>)``.
+
+    ``prefix``: the section the validated mapping sits in (``channels``), so the key is the full dotted path
+    of config.yml. ``secret``: never show the value given (credentials)."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
-        lines.append(f"  {key}: {msg}{got}")
-    return ConfigError(f"invalid configuration in {where}:\n" + "\n".join(lines))
+        key = ".".join(str(p) for p in (*(prefix.split(".") if prefix else ()), *err["loc"])) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        shown = err["type"] in ("missing", "extra_forbidden") or secret
+        got = "" if shown else f" (got {_short(err.get('input'))})"
+        lines.append(f"{where}: {key}: {msg}{got}")
+    return lines
 
 
-def _load(cls, path: Path | None, env_var: str, default: str):
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _resolve(path: Path | None, env_var: str, default: str) -> Path | None:
     path = path or (Path(os.environ[env_var]) if os.environ.get(env_var) else None)
     if path is None and Path(default).exists():
         path = Path(default)
-    data = _read_yaml(path) if path else {}
+    return path
+
+
+def settings_path(path: Path | None = None) -> Path | None:
+    """The config.yml :func:`load_settings` reads (None: defaults and environment only)."""
+    return _resolve(path, "NANOCLAW_CONFIG", "config.yml")
+
+
+def _load(cls, path: Path | None, env_var: str, default: str, *, secret: bool):
+    path = _resolve(path, env_var, default)
+    data = _read_yaml(path, secret=secret) if path else {}
     try:
         return cls(**data)
     except ValidationError as exc:
-        raise _explain(path, exc) from None
+        where = str(path) if path else "environment"
+        raise ConfigError("\n".join(explain(exc, where=where, secret=secret))) from None
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -184,7 +227,7 @@ def load_settings(path: Path | None = None) -> Settings:
     Raises:
         ConfigError: unreadable file or invalid keys (each named with its dotted path).
     """
-    return _load(Settings, path, "NANOCLAW_CONFIG", "config.yml")
+    return _load(Settings, path, "NANOCLAW_CONFIG", "config.yml", secret=False)
 
 
 def load_credentials(path: Path | None = None) -> Credentials:
@@ -194,5 +237,5 @@ def load_credentials(path: Path | None = None) -> Credentials:
     Raises:
         ConfigError: unreadable file or invalid keys.
     """
-    return _load(Credentials, path, "NANOCLAW_CREDENTIALS", "credentials.yml")
+    return _load(Credentials, path, "NANOCLAW_CREDENTIALS", "credentials.yml", secret=True)
 

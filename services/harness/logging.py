@@ -1,4 +1,8 @@
-"""Structured logging: JSON lines to the console and to a rotating file ``<data_dir>/logs/nanoclaw.log``.
+"""Structured logging: to the console and to a rotating file ``<data_dir>/logs/nanoclaw.log`` (JSON lines).
+
+The console (stderr) gets JSON lines too when it is not a terminal (redirected, piped, a service manager's
+journal), so every line there parses; on a terminal it gets structlog's readable, coloured rendering of the same
+events. README.md ("Set-up") states this.
 
 Every line carries ``service``, and while a message is handled also ``event_type`` and ``correlation_id``
 (bound with :func:`bind_event`), so one chat turn can be followed across services with
@@ -28,17 +32,14 @@ _SHARED = [
 def setup_logging(level: str = "INFO", log_dir: Path | None = None, *, max_bytes: int = 10 << 20, backups: int = 5,
                   console: bool = True) -> None:
     """Configure structlog and the root logger (idempotent; later calls replace the handlers)."""
-    formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
-        foreign_pre_chain=_SHARED,
-    )
+    formatter = _formatter(structlog.processors.JSONRenderer())
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
     if console:
         stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(formatter)
+        stream.setFormatter(_formatter(structlog.dev.ConsoleRenderer()) if _is_terminal(sys.stderr) else formatter)
         root.addHandler(stream)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +54,18 @@ def setup_logging(level: str = "INFO", log_dir: Path | None = None, *, max_bytes
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def _formatter(renderer) -> structlog.stdlib.ProcessorFormatter:
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer], foreign_pre_chain=_SHARED)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def get_logger(name: str, **bound: object) -> structlog.stdlib.BoundLogger:

@@ -12,6 +12,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from events.aggregate import NcAggregate
+from events.catalogue.chat import http_chat_problem
 from services.router.folders import validate_folder
 
 
@@ -89,6 +90,9 @@ class RegisteredGroup(NcAggregate):
 def _check(jid: str, name: str, folder: str, trigger: str) -> None:
     if not jid.strip():
         raise GroupError("jid must not be empty")
+    if jid.startswith("http:") and (problem := http_chat_problem(jid.removeprefix("http:"))):
+        # The webhook could never write to it (events/catalogue/chat.py: one rule for gateway and router).
+        raise GroupError(f"jid {jid!r}: the chat after 'http:' {problem}")
     if not name.strip():
         raise GroupError("name must not be empty")
     if not trigger.strip():

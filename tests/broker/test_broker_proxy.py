@@ -11,6 +11,7 @@ import time
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from aiohttp import web
 
 from services.broker.service import build as build_broker
@@ -325,7 +326,9 @@ async def test_an_unreachable_upstream_gets_502(js_store, nc, tmp_path):
 
 @pytest.mark.parametrize("key, match", [(None, "run_token_key is not set"), ("short", "shorter than 16 bytes")])
 def test_the_broker_does_not_build_without_a_usable_run_token_key(tmp_path, key, match):
-    ctx = context(None, None, settings(tmp_path), Credentials(run_token_key=key, anthropic_api_key=REAL_KEY))
+    # Credentials refuse a short key when loaded (tests/harness/test_config.py); the broker still checks what it gets.
+    creds = Credentials(anthropic_api_key=REAL_KEY).model_copy(update={"run_token_key": SecretStr(key) if key else None})
+    ctx = context(None, None, settings(tmp_path), creds)
     with pytest.raises(ConfigError, match=match):
         build_broker(ctx)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from services.harness.natsserver import find_nats_server
 from tests.docker_support import agent_image
 from tests.events.store_contract import CounterIncremented
 from tests.poison import publish_bad
+from tests.stub_anthropic import StubAnthropic
 
 NANOCLAW = [sys.executable, "-m", "services.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +54,10 @@ def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "NanoClaw Bus stopped" in err and not run_file.exists()
+    # stderr is a pipe, not a terminal: the console holds JSON lines only (README.md), progress lines included
+    logged = [json.loads(line) for line in err.splitlines()]
+    assert {"NanoClaw Bus up: services gateway, router, queue, runner, scheduler, broker, projections; logs in data/logs; "
+            "Ctrl+C stops", "NanoClaw Bus stopped"} <= {line["event"] for line in logged}
     assert (tmp_path / "data" / "logs" / "nanoclaw.log").read_text().count('"service started"') >= 1
     leftover = subprocess.run(["pgrep", "-f", f"{find_nats_server()} -c {tmp_path}"], capture_output=True)
     assert leftover.returncode == 1, "the embedded nats-server outlived `nanoclaw up`"
@@ -187,3 +193,62 @@ def test_events_tail_prints_events_readably(nats_server, tmp_path):
     result = cli(["events", "tail", "--since", "0", "--limit", "1"], tmp_path, {"NANOCLAW_NATS__URLS": f'["{nats_server.url}"]'})
     assert result.returncode == 0, result.stderr
     assert "CounterIncremented test.counter/a@g.us v1" in result.stdout and '{"by": 7}' in result.stdout
+
+
+@pytest.mark.parametrize("command", [["up", "--port", "0"], ["doctor"], ["groups", "list"]])
+def test_a_wrong_key_or_type_in_a_service_section_stops_the_command_before_it_starts_naming_the_full_path(tmp_path, command):
+    (tmp_path / "config.yml").write_text("channels:\n  http:\n    port: eighty\nqueue:\n  max_concurent: 3\n"
+                                         "runner:\n  cpus: lots\nbroker:\n  model_proxy:\n    port: abc\n")
+    result = cli(command, tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[2] for line in lines] == ["channels.http.port", "queue.max_concurent", "runner.cpus",
+                                                      "broker.model_proxy.port"]
+    assert all(line.startswith("configuration error: config.yml: ") for line in lines)
+    assert "Traceback" not in result.stderr and "up" not in result.stdout and not (tmp_path / "data").exists()
+
+
+def test_a_too_short_run_token_key_stops_up_with_one_clear_line(tmp_path):
+    (tmp_path / "credentials.yml").write_text("run_token_key: tooshort\n")
+    result = cli(["up", "--port", "0"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("configuration error: credentials.yml: run_token_key: must be at least 16 bytes; use a "
+                                     "random value, e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+
+
+def test_doctor_says_plainly_that_the_bus_is_not_running_instead_of_counting_streams(tmp_path):
+    result = cli(["doctor"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "! bus: NOT running: no `nanoclaw up` on" in result.stdout and "start it with `nanoclaw up`" in result.stdout
+    assert "streams" not in result.stdout
+
+
+def test_doctor_never_prints_the_nats_password_or_any_secret(nats_server, tmp_path):
+    (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-SECRET-KEY\nwebhook_token: SECRET-WEBHOOK\n"
+                                              "nats:\n  password: SECRET-NATS-CRED\n")
+    url = nats_server.url.replace("nats://", "nats://services:SECRET-NATS-PASS@")
+    result = cli(["doctor"], tmp_path, {"NANOCLAW_NATS__URLS": f'["{url}"]',
+                                        "NANOCLAW_BROKER": '{"model_proxy": {"upstream_url": "http://127.0.0.1:1"}}'})
+    assert "✓ NATS reachable: 127.0.0.1:" in result.stdout, result.stdout + result.stderr
+    assert "SECRET" not in result.stdout + result.stderr
+
+
+def test_doctor_checks_the_claude_credential_against_the_model_upstream(tmp_path):
+    env = lambda stub: {"NANOCLAW_BROKER": f'{{"model_proxy": {{"upstream_url": "{stub.url}"}}}}'}  # noqa: E731
+    with StubAnthropic(api_keys={"sk-ant-good"}) as stub:
+        (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-good\n")
+        good = cli(["doctor"], tmp_path, env(stub))
+        (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-revoked\n")
+        bad = cli(["doctor"], tmp_path, env(stub))
+        asked = [(r.path, r.headers.get("x-api-key"), r.headers.get("anthropic-version")) for r in stub.requests]
+    assert f"✓ Claude credential: API key accepted by {stub.url}" in good.stdout and good.returncode == 0
+    assert f"✗ Claude credential: API key rejected by {stub.url} (401:" in bad.stdout and bad.returncode == 1
+    assert "sk-ant-revoked" not in bad.stdout
+    assert asked == [("/v1/models", "sk-ant-good", "2023-06-01"), ("/v1/models", "sk-ant-revoked", "2023-06-01")]
+
+
+def test_doctor_says_when_it_cannot_check_the_credential(tmp_path):
+    (tmp_path / "credentials.yml").write_text("anthropic_api_key: sk-ant-x\n")
+    result = cli(["doctor"], tmp_path, {"NANOCLAW_BROKER": '{"model_proxy": {"upstream_url": "http://127.0.0.1:1"}}'})
+    assert "! Claude credential: cannot check: http://127.0.0.1:1 did not answer" in result.stdout
+    assert result.returncode == 0, result.stdout

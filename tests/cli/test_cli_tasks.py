@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime, timezone
 
 from tests.cli.test_cli import cli
 from tests.cli.test_groups_and_chat import env_for
@@ -42,3 +44,24 @@ def test_bad_task_input_gets_an_error_naming_the_problem(nats_server, tmp_path):
     for args, problem in cases:
         result = cli(args, tmp_path, env)
         assert result.returncode == 2 and problem in result.stderr, (args, result.stderr)
+
+
+def test_a_once_time_in_the_past_is_refused_unless_now_is_given(nats_server, tmp_path):
+    env = env_for(nats_server)
+    assert cli(["groups", "add", "120363001@g.us", "--name", "Family", "--folder", "family"], tmp_path, env).returncode == 0
+    past = cli(["tasks", "add", "family", "--prompt", "p", "--once", "2020-02-01T15:30:00", "--timezone", "Europe/Berlin"],
+               tmp_path, env)
+    assert past.returncode == 2, past.stdout
+    assert ("--once 2020-02-01T15:30:00 is in the past (2020-02-01 14:30 UTC" in past.stderr
+            and "add --now to run it right away" in past.stderr), past.stderr
+    assert cli(["tasks", "list", "--json"], tmp_path, env).stdout == ""  # nothing was scheduled
+    forced = cli(["tasks", "add", "family", "--prompt", "p", "--once", "2020-02-01T15:30:00", "--now"], tmp_path, env)
+    assert forced.returncode == 0, forced.stderr
+    right_away = cli(["tasks", "add", "family", "--prompt", "q", "--now"], tmp_path, env)
+    assert right_away.returncode == 0, right_away.stderr
+    tasks = [json.loads(line) for line in cli(["tasks", "list", "--json"], tmp_path, env).stdout.splitlines()]
+    assert sorted((t["prompt"], t["schedule_type"]) for t in tasks) == [("p", "once"), ("q", "once")]
+    assert all(t["next_run"] <= datetime.now(timezone.utc).isoformat() for t in tasks)  # due: the scheduler runs them now
+    task_id = next(t["id"] for t in tasks if t["prompt"] == "q")
+    moved = cli(["tasks", "update", task_id, "--once", "2021-01-01T00:00:00"], tmp_path, env)
+    assert moved.returncode == 2 and "is in the past" in moved.stderr

@@ -39,11 +39,23 @@ def http_port(runner: ServiceRunner) -> HttpChannel:
     return runner.service.deps.channels["http"]
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def post(port: int, body, headers=None) -> tuple[int, dict]:
+    """POST ``body`` (an object: as JSON; str/bytes: as they are) with ``Content-Type: application/json`` unless
+    ``headers`` say otherwise."""
     async with aiohttp.ClientSession() as s:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        async with s.post(f"http://127.0.0.1:{port}/v1/messages", data=data, headers=headers or {}) as r:
+        async with s.post(f"http://127.0.0.1:{port}/v1/messages", data=data, headers={**JSON, **(headers or {})}) as r:
+            assert r.content_type == "application/json", await r.text()
             return r.status, await r.json()
+
+
+def always_registered():
+    async def registered(_jid: str) -> bool:
+        return True
+    return registered
 
 
 async def get(port: int, chat: str, after: int = 0, wait: float = 0) -> dict:
@@ -54,6 +66,7 @@ async def get(port: int, chat: str, after: int = 0, wait: float = 0) -> dict:
 
 
 async def test_a_webhook_message_becomes_a_message_received_event(js_store, nc, tmp_path):
+    await register(js_store, jid="http:support", folder="support", requires_trigger=False)
     async with running(build_gateway, context(nc, js_store, http_settings(tmp_path))) as gw:
         await eventually(lambda: http_port(gw).port is not None)
         status, body = await post(http_port(gw).port, {"chat": "support", "sender": "ann", "text": "hello"})
@@ -83,10 +96,12 @@ async def test_bad_webhook_bodies_get_a_4xx_naming_the_field_and_store_nothing(j
 
 def test_an_exposed_webhook_without_a_token_refuses_to_start(tmp_path):
     with pytest.raises(WebhookError, match="webhook_token"):
-        HttpChannel(HttpConfig(host="0.0.0.0"), InboundBuffer(tmp_path / "b.db"), tmp_path / "h.db", token=None)
+        HttpChannel(HttpConfig(host="0.0.0.0"), InboundBuffer(tmp_path / "b.db"), tmp_path / "h.db", token=None,
+                    registered=always_registered())
 
 
 async def test_with_a_token_requests_need_the_bearer_header(js_store, nc, tmp_path):
+    await register(js_store, jid="http:c", folder="c", requires_trigger=False)
     ctx = context(nc, js_store, http_settings(tmp_path), Credentials(webhook_token="s3cret"))
     wrong = [{}, *({"Authorization": v} for v in ("Bearer s3cre", "Bearer s3cret2", "bearer s3cret", "s3cret", "Bearer ",
                                                   "Bearer sécret"))]
@@ -156,7 +171,8 @@ async def test_a_webhook_chat_gets_its_reply_by_callback_and_by_long_poll(js_sto
 
 
 async def test_long_poll_returns_only_replies_after_the_given_id(tmp_path):
-    ch = HttpChannel(HttpConfig(port=0), InboundBuffer(tmp_path / "b.db"), tmp_path / "h.db", token=None)
+    ch = HttpChannel(HttpConfig(port=0), InboundBuffer(tmp_path / "b.db"), tmp_path / "h.db", token=None,
+                     registered=always_registered())
     await ch.serve()
     try:
         first, _ = await ch.send("http:c", "one", "req-1")
@@ -173,6 +189,7 @@ async def test_inbound_messages_are_buffered_on_disk_while_nats_is_down_and_publ
     store = JetStreamEventStore(conn, timeout=1.0)
     from events.store.streams import ensure_streams
     await ensure_streams(conn.jetstream())
+    await register(store, jid="http:c", folder="c", requires_trigger=False)
     s = http_settings(tmp_path)
     async with running(build_gateway, context(conn, store, s)) as gw:
         await eventually(lambda: http_port(gw).port is not None)
@@ -188,7 +205,7 @@ async def test_inbound_messages_are_buffered_on_disk_while_nats_is_down_and_publ
         await eventually(lambda: http_port(gw).buffer.pending() == 0, timeout=30)
         await eventually(lambda: has_at_least(events_of(store, "MessageReceived"), 4), timeout=30)
     await conn.close()
-    texts = [m.text for m in await events_of_after_restart(nats_server)]
+    texts = [m.text for m in await events_of_after_restart(nats_server)]  # (a registered chat: known while NATS is down)
     assert texts == ["before", "during 0", "during 1", "during 2"]
 
 

@@ -83,3 +83,37 @@ def test_the_example_config_is_valid_and_shows_every_default(tmp_path):
     assert RunnerConfig.model_validate(s.runner) == RunnerConfig()
     assert BrokerConfig.model_validate(s.broker) == BrokerConfig()
     assert SchedulerConfig.model_validate(s.scheduler) == SchedulerConfig()
+
+
+def test_each_problem_is_one_line_naming_the_file_and_the_dotted_key(tmp_path):
+    path = write(tmp_path, "nats:\n  stream_replicas: lots\n  url: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"{path}: nats.stream_replicas: Input should be a valid integer") and lines[0].endswith("(got 'lots')")
+    assert lines[1] == f"{path}: nats.url: unknown key"
+
+
+def test_a_run_token_key_shorter_than_16_bytes_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_credentials(write(tmp_path, "run_token_key: shortkey\n", "credentials.yml"))
+    assert "run_token_key: must be at least 16 bytes" in str(info.value) and "shortkey" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    'anthropic_api_key: "sk-ant-SECRET-123\n',            # unclosed quote: the error points past the secret line
+    "anthropic_api_key: sk-ant-SECRET-123: oops\n",        # a mapping value on the secret's own line
+    "webhook_token: [sk-ant-SECRET-123\n",
+])
+def test_a_yaml_error_in_credentials_never_echoes_the_secret_line(tmp_path, text):
+    with pytest.raises(ConfigError) as info:
+        load_credentials(write(tmp_path, text, "credentials.yml"))
+    assert "not valid YAML" in str(info.value) and "line " in str(info.value)
+    assert "SECRET" not in str(info.value)
+
+
+def test_a_wrongly_typed_secret_is_named_but_its_value_never_shown(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_credentials(write(tmp_path, "nats:\n  password: [sk-SECRET-1]\nanthropic_api_key: {k: sk-SECRET-2}\n", "c.yml"))
+    assert "nats.password" in str(info.value) and "anthropic_api_key" in str(info.value)
+    assert "SECRET" not in str(info.value)
