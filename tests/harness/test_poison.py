@@ -11,12 +11,14 @@ from projections.base import EventRecord, Projection
 from projections.readmodel import LocalReadModel
 from services.harness.service import Emit, Service
 from tests.harness.test_runner import FAST, PingSent, PongSent, ping, pongs, run
-from tests.poison import KINDS, publish_bad
+from events.subjects import DEAD_LETTER_STREAM
+from tests.poison import HOSTILE, KINDS, publish_bad
 from tests.support import equals, eventually, has_at_least
 
 CONSUMER_REASONS = {"garbage": "not JSON", "reply": "not a CloudEvents batch", "missing_field": "Field required",
                     "object_not_batch": "not a CloudEvents batch", "no_cloudevents_attributes": "'id' is missing",
-                    "unknown_type": "'NoSuchEvent' is not in the catalogue"}
+                    "unknown_type": "'NoSuchEvent' is not in the catalogue", "deeply_nested": "nested too deeply",
+                    "oversized": "Extra inputs are not permitted", "hostile_strings": "validation error for PingSent"}
 """A phrase of each kind's dead-letter error (the consumer validates payloads fully, with pydantic)."""
 
 
@@ -61,6 +63,10 @@ async def test_every_kind_of_bad_message_is_dead_lettered_once_with_its_reason_a
         notice = notices[bad[kind]]
         assert notice.deliveries == 1 and CONSUMER_REASONS[kind] in notice.error, (kind, notice.error)
         assert notice.subject.endswith(f".bad-{kind}.PingSent")
+        kept = await nc.jetstream().get_msg(DEAD_LETTER_STREAM, notice.dead_letter_seq)
+        assert kept.headers["Nc-Error"] == notice.error and kept.headers["Nc-Original-Seq"] == str(bad[kind])
+        assert bool(kept.data) != (kind == "oversized"), kind  # an oversized body is not copied whole
+    assert HOSTILE not in notices[bad["hostile_strings"]].error  # and no header carries a control character
     assert calls == [1, 2] and runner.healthy
     await runner.stop()
 
