@@ -11,6 +11,7 @@ from projections.base import EventRecord, Projection
 from projections.readmodel import LocalReadModel
 from services.harness.service import Emit, Service
 from tests.harness.test_runner import FAST, PingSent, PongSent, ping, pongs, run
+from events.store.streams import StreamSettings, ensure_streams
 from events.subjects import DEAD_LETTER_STREAM
 from tests.poison import HOSTILE, KINDS, publish_bad
 from tests.support import equals, eventually, has_at_least
@@ -91,4 +92,23 @@ async def test_a_commit_with_one_bad_event_is_dead_lettered_whole_before_any_han
     await eventually(lambda: equals(pongs(js_store), [9]))
     [notice] = await dead_letters(js_store, "pinger")
     assert notice.stream_seq == bad.seq and "PingSent" in notice.error and calls == [9]
+    await runner.stop()
+
+
+async def test_a_dead_letter_that_cannot_be_stored_does_not_stop_the_consumer_and_is_stored_once_it_can(nc, js_store, tmp_path):
+    calls: list[int] = []
+    await nc.jetstream().delete_stream(DEAD_LETTER_STREAM)  # every copy to nc.dlq.… now fails (no responders)
+    runner = await run(pinger(LocalReadModel(tmp_path / "rm.db", [Pings()], js_store), calls), nc, js_store, FAST)
+    like = new_commit(AggregateRef("test", "ping", "like"), [PingSent(n=0)], version=0, source="test")
+    bad = (await publish_bad(nc, like, missing="n"))["garbage"]
+    await ping(js_store, 1)
+    await eventually(lambda: equals(pongs(js_store), [1]))  # handled after the message that could not be settled
+    assert runner.healthy and await dead_letters(js_store, "pinger") == []
+
+    await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_s=60))
+    await eventually(lambda: has_at_least(dead_letters(js_store, "pinger"), 1))
+    await ping(js_store, 2)
+    await eventually(lambda: equals(pongs(js_store), [1, 2]))
+    [notice] = [n for n in await dead_letters(js_store, "pinger") if n.stream_seq == bad]
+    assert "not JSON" in notice.error and calls == [1, 2] and runner.healthy
     await runner.stop()
