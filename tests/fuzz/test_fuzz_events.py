@@ -1,0 +1,86 @@
+"""Fuzzing the log (real nats-server, the whole system as `nanoclaw up` runs it): malformed, oversized, wrongly
+typed and hostile commits, drawn from the event catalogue's models (tests/fuzz/strategies.py), published with
+the owning service's own credentials on every aggregate subject a service consumes. After each one a barrier
+(tests/fuzz/system.py) must get through every consumer: every service stays up, every consumer of the subject
+dead-letters the bad message with an error event, and at the end the projections service has recorded every
+message its read models skipped, so ``audit verify`` passes and names them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from events.catalogue import payload_class
+from events.envelope import CONTENT_TYPE, AggregateRef
+from events.errors import InvalidEvent
+from events.shape import check_commit
+from projections.audit import verify_report
+from projections.catalog import all_projections
+from services.projector.service import read_model_path
+from tests.fuzz.strategies import BAD_COMMITS, bad_commit, fresh_id
+from tests.fuzz.system import CONSUMERS, SharedSystem
+from tests.support import eventually, projected
+
+EXAMPLES = 8
+"""Bad commits per kind and run: with one barrier each, about a minute in all on a CI runner."""
+
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.data_too_large, HealthCheck.large_base_example])
+
+published: dict[int, tuple[str, bytes]] = {}
+"""Stream seq → (kind, body) of every bad commit this module published."""
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    system = SharedSystem(tmp_path_factory.mktemp("fuzz-events")).start()
+    yield system
+    system.stop()
+
+
+@pytest.mark.parametrize("kind", BAD_COMMITS)
+@FUZZ
+@given(data=st.data())
+def test_every_bad_commit_on_a_consumed_subject_is_dead_lettered_by_each_consumer_and_later_events_flow(shared, kind, data):
+    event_type = data.draw(st.sampled_from(sorted({t for n in CONSUMERS for t in shared.handled(n)})), label="type")
+    cls = payload_class(event_type)
+    aggregate_id = fresh_id()
+    body = data.draw(bad_commit(cls, aggregate_id, kind), label="commit")
+    subject = AggregateRef(cls.context, cls.aggregate, aggregate_id).subject(event_type)
+    seq = shared.run(shared.publish(subject, body, headers={"Content-Type": CONTENT_TYPE}))
+    consumers = {n for n in CONSUMERS if shared.receives(n, cls)}
+    published[seq] = (kind, body)
+    barrier = shared.run(shared.barrier())
+    recorded = shared.run(shared.dead_lettered_by())
+    assert consumers <= recorded.get(seq, set()), (kind, subject, consumers, recorded.get(seq))
+    assert not any(recorded.get(s) for s in barrier.values()), "a barrier event was dead-lettered"
+
+
+def test_afterwards_every_skipped_message_is_recorded_and_audit_verify_passes(shared):
+    assert published, "the fuzz test above ran first and published bad commits"
+    path = read_model_path(shared.host.settings.data_dir)
+    last = shared.run(shared.store.last_seq())
+    shared.run(eventually(lambda: projected(path, last), timeout=30))
+
+    async def report():
+        return await verify_report(shared.store, path, all_projections())
+
+    async def all_recorded() -> bool:
+        return not (await report()).unrecorded
+
+    shared.run(eventually(all_recorded, timeout=30))
+    result = shared.run(report())
+    assert result.ok, result
+    skipped = {m.seq for m in result.skipped}
+    # What the replays' cheap check refuses is skipped by every read model; a value of the wrong type may pass it
+    # and be applied (or make one projection skip the commit): events/shape.py.
+    assert {seq for seq, (_, body) in published.items() if not passes_cheap_check(body)} <= skipped
+
+
+def passes_cheap_check(body: bytes) -> bool:
+    try:
+        check_commit(body, catalogue=True)
+    except InvalidEvent:
+        return False
+    return True
