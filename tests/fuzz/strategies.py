@@ -20,7 +20,7 @@ from hypothesis import assume, strategies as st
 from events.catalogue.base import EventPayload
 from services.harness.deadletter import COPY_LIMIT_BYTES
 from services.harness.runner import PoisonMessage, decode_commit
-from tests.poison import HOSTILE
+from tests.poison import HOSTILE, NESTING
 
 HOSTILE_STRINGS = (
     HOSTILE, "", " ", "\x00", "\r\n\r\n", "\ud800", "\udfff\ud800", "\u202e\u2066", "\ufeff", "\x1b]0;pwned\x07",
@@ -173,7 +173,7 @@ def bad_commit(draw, cls: type[EventPayload], aggregate_id: str, kind: str) -> b
         name = draw(hostile_text)
         body = _dumps([{**good_looking, "eventtype": name, "type": f"nanoclaw.fuzz.{name}"}])
     elif kind == "deeply_nested":
-        depth = draw(st.integers(min_value=1_100, max_value=50_000))
+        depth = draw(st.integers(min_value=NESTING, max_value=2 * NESTING))
         body = _dumps([good_looking]).replace(b'"data": {', b'"data": {"nest": ' + b"[" * depth + b"]" * depth + b", ", 1)
     elif kind == "oversized":
         size = draw(st.integers(min_value=COPY_LIMIT_BYTES + 1, max_value=COPY_LIMIT_BYTES * 3))
@@ -222,11 +222,13 @@ def tool_schemas() -> dict[str, dict[str, Any]]:
 
 @st.composite
 def bad_request(draw, schema: dict[str, Any] | None) -> tuple[str, bytes]:
-    """(kind, body) of a tool request the service cannot take as asked: not JSON, not an object, nested past any
-    parser, a required argument missing, an argument of the wrong JSON type, or hostile text everywhere."""
+    """(kind, body) of a tool request: one the service cannot take as asked (``garbage``, ``not_an_object``,
+    ``deeply_nested`` past any parser, a required argument missing, an argument of the wrong JSON type), or one
+    it may take but must survive (a ``hostile_object`` of hostile names and values, an ``oversized`` argument).
+    Derived from the tool's input schema (:func:`tool_schemas`)."""
     props = (schema or {}).get("properties", {})
     needed = (schema or {}).get("required", [])
-    kinds = ["garbage", "not_an_object", "deeply_nested", "hostile_object"]
+    kinds = ["garbage", "not_an_object", "deeply_nested", "hostile_object", "oversized"]
     if needed:
         kinds.append("missing_argument")
     if props:
@@ -237,11 +239,14 @@ def bad_request(draw, schema: dict[str, Any] | None) -> tuple[str, bytes]:
     elif kind == "not_an_object":
         body = _dumps(draw(json_values.filter(lambda v: not isinstance(v, dict))))
     elif kind == "deeply_nested":
-        depth = draw(st.integers(min_value=1_100, max_value=50_000))
+        depth = draw(st.integers(min_value=NESTING, max_value=2 * NESTING))
         body = b'{"a": ' + b"[" * depth + b"]" * depth + b"}"
     elif kind == "hostile_object":
         body = _dumps(draw(st.dictionaries(st.one_of(st.sampled_from(sorted(props) or ["x"]), hostile_text),
                                            json_values, max_size=6)))
+    elif kind == "oversized":
+        size = draw(st.integers(min_value=COPY_LIMIT_BYTES, max_value=COPY_LIMIT_BYTES * 3))
+        body = _dumps({name: draw(hostile_text) + "x" * size for name in (sorted(props) or ["x"])[:1]})
     elif kind == "missing_argument":
         args = {n: draw(hostile_text) for n in props}
         args.pop(draw(st.sampled_from(needed)))

@@ -72,8 +72,9 @@ def owner(subject: str) -> str:
 
 
 class SharedSystem:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, **sections: Any):
         self.tmp_path = tmp_path
+        self.sections = sections
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="fuzz-system", daemon=True)
         self._stub = StubAnthropic()
@@ -92,7 +93,7 @@ class SharedSystem:
         return self
 
     async def _start(self) -> None:
-        self._system = system(self.tmp_path, self._stub, backend="process")
+        self._system = system(self.tmp_path, self._stub, backend="process", **self.sections)
         self.host, self.store, self.server = await self._system.__aenter__()
         for name in SERVICE_ACCESS:
             user, password, inbox = self.server.auth.credentials(name)
