@@ -23,8 +23,7 @@ REAL_KEY = "sk-ant-real-key-never-in-a-sandbox"
 
 @contextlib.asynccontextmanager
 async def system(tmp_path: Path, stub: StubAnthropic, *, backend: str = "process", runner: dict | None = None,
-                 image: str | None = None, **sections) -> AsyncIterator[tuple[Host, JetStreamEventStore, EmbeddedNats]]:
-    """``sections``: more config.yml sections (``governance={"roles": …}``)."""
+                 image: str | None = None) -> AsyncIterator[tuple[Host, JetStreamEventStore, EmbeddedNats]]:
     server = EmbeddedNats(tmp_path / "nats", sync_always=False, auth=EmbeddedAuth(tmp_path / "auth.conf")).start()
     proxy_port = free_port()
     runner_cfg = {"backend": backend, "model_proxy_url": f"http://127.0.0.1:{proxy_port}", **(runner or {})}
@@ -32,7 +31,7 @@ async def system(tmp_path: Path, stub: StubAnthropic, *, backend: str = "process
         runner_cfg["image"] = image
     s = settings(tmp_path, channels={"http": {"port": 0}},
                  services=list(builders()), runner=runner_cfg,
-                 broker={"model_proxy": {"port": proxy_port, "upstream_url": stub.url}}, **sections)
+                 broker={"model_proxy": {"port": proxy_port, "upstream_url": stub.url}})
     creds = Credentials(anthropic_api_key=SecretStr(REAL_KEY), run_token_key=SecretStr("k" * 32))
     host = embedded_host(s, creds, builders(), server)
     await host.start()

@@ -18,19 +18,26 @@ from typing import Any, Awaitable, TypeVar
 
 import nats
 from nats.aio.client import Client
+from pydantic import SecretStr
 
 from events.catalogue import payload_class
-from events.catalogue.base import EventPayload
 from events.catalogue.agent import AgentInputDelivered
+from events.catalogue.base import EventPayload
 from events.catalogue.router import ConversationStarted, GroupUpdated
 from events.envelope import AggregateRef, Commit, new_commit
 from events.store.jetstream import JetStreamEventStore
 from events.subjects import EVENT_STREAM
 from projections.dead_letters import dead_lettered
+from services.cli.registry import builders
+from services.harness.config import Credentials
+from services.harness.host import embedded_host
+from services.harness.natsembedded import EmbeddedAuth
 from services.harness.natsperms import SERVICE_ACCESS
+from services.harness.natsserver import EmbeddedNats, free_port
 from services.harness.runner import consumer_name
 from services.projector.service import read_model_path
-from tests.agent_path import system
+from tests.agent_path import REAL_KEY
+from tests.bus import settings
 from tests.stub_anthropic import StubAnthropic
 from tests.support import eventually, projected
 
@@ -78,7 +85,6 @@ class SharedSystem:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="fuzz-system", daemon=True)
         self._stub = StubAnthropic()
-        self._system: Any = None
         self.as_service: dict[str, Client] = {}
         self.barriers = 0
 
@@ -93,8 +99,16 @@ class SharedSystem:
         return self
 
     async def _start(self) -> None:
-        self._system = system(self.tmp_path, self._stub, backend="process", **self.sections)
-        self.host, self.store, self.server = await self._system.__aenter__()
+        # As tests/agent_path.py's ``system`` does, with the host kept here so that it can be restarted.
+        self.server = EmbeddedNats(self.tmp_path / "nats", sync_always=False,
+                                   auth=EmbeddedAuth(self.tmp_path / "auth.conf")).start()
+        proxy_port = free_port()
+        self.settings = settings(
+            self.tmp_path, channels={"http": {"port": 0}}, services=list(builders()),
+            runner={"backend": "process", "model_proxy_url": f"http://127.0.0.1:{proxy_port}"},
+            broker={"model_proxy": {"port": proxy_port, "upstream_url": self._stub.url}}, **self.sections)
+        self.credentials = Credentials(anthropic_api_key=SecretStr(REAL_KEY), run_token_key=SecretStr("k" * 32))
+        await self._start_host()
         for name in SERVICE_ACCESS:
             user, password, inbox = self.server.auth.credentials(name)
             self.as_service[name] = await nats.connect(self.server.url, user=user, password=password,
@@ -109,10 +123,25 @@ class SharedSystem:
             self._thread.join(10)
             self.loop.close()
 
+    async def _start_host(self) -> None:
+        self.host = embedded_host(self.settings, self.credentials, builders(), self.server)
+        await self.host.start()
+        self.store = JetStreamEventStore(self.host.nc)
+
+    def restart(self) -> None:
+        """Stop every service and start them again, as a restart of `nanoclaw up` on the same data and server."""
+        async def restart() -> None:
+            await self.host.stop()
+            await self._start_host()
+        self.run(restart(), timeout=120)
+
     async def _stop(self) -> None:
         for nc in self.as_service.values():
             await nc.close()
-        await self._system.__aexit__(None, None, None)
+        try:
+            await self.host.stop()
+        finally:
+            self.server.stop()
 
     def runner(self, name: str):
         return next(r for r in self.host.runners if r.service.name == name)

@@ -16,7 +16,7 @@ from tests.fuzz.strategies import bad_request, tool_schemas
 from tests.fuzz.system import SharedSystem
 from tests.router.test_router_service import register
 
-EXAMPLES = 6
+EXAMPLES = 10
 """Requests per tool and run."""
 
 FOLDER = "fuzz"
