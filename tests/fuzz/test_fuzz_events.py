@@ -20,7 +20,7 @@ from events.shape import check_commit
 from projections.audit import verify_report
 from projections.catalog import all_projections
 from services.projector.service import read_model_path
-from tests.fuzz.strategies import BAD_COMMITS, bad_commit, fresh_id
+from tests.fuzz.strategies import BAD_COMMITS, bad_commit, fresh_id, hostile_valid_commit, refused
 from tests.fuzz.system import CONSUMERS, SharedSystem
 from tests.bus import events_of
 from tests.support import eventually, projected
@@ -59,6 +59,34 @@ def test_every_bad_commit_on_a_consumed_subject_is_dead_lettered_by_each_consume
     recorded = shared.run(shared.dead_lettered_by())
     assert consumers <= recorded.get(seq, set()), (kind, subject, consumers, recorded.get(seq))
     assert not any(recorded.get(s) for s in barrier.values()), "a barrier event was dead-lettered"
+
+
+LIKE = {
+    "MessageReceived": {"channel": "http", "chat_jid": "http:fuzz", "message_id": "m1", "sender": "eve",
+                        "sender_name": "Eve", "text": "hi", "timestamp": "2026-03-01T10:00:00.000Z",
+                        "chat_name": "Fuzz", "reply_to_text": "earlier"},
+    "AgentOutputProduced": {"run_id": "r1", "chat_jid": "http:fuzz", "group_folder": "fuzz", "text": "hello",
+                            "session_id": "s1", "error": "none"},
+    "AgentRunFinished": {"run_id": "r1", "chat_jid": "http:fuzz", "group_folder": "fuzz", "status": "failed",
+                         "error": "boom"},
+    "OutboundMessageRequested": {"channel": "http", "chat_jid": "http:fuzz", "text": "reply", "group_folder": "fuzz",
+                                 "run_id": "r1", "reply_to_message_id": "m1"},
+}
+"""A valid payload per event type whose strings :func:`hostile_valid_commit` replaces (types that start no run)."""
+
+
+@pytest.mark.parametrize("event_type", sorted(LIKE))
+@settings(FUZZ, max_examples=5)
+@given(data=st.data())
+def test_a_valid_commit_full_of_hostile_strings_is_settled_by_every_consumer_and_later_events_flow(shared, event_type,
+                                                                                                   data):
+    cls = payload_class(event_type)
+    aggregate_id = fresh_id()
+    body = data.draw(hostile_valid_commit(cls, aggregate_id, LIKE[event_type]), label="commit")
+    assert not refused(body)
+    subject = AggregateRef(cls.context, cls.aggregate, aggregate_id).subject(event_type)
+    shared.run(shared.publish(subject, body, headers={"Content-Type": CONTENT_TYPE}))
+    shared.run(shared.barrier())  # handled or dead-lettered, never stuck; every service up, every read model past it
 
 
 def test_after_a_restart_nothing_is_dead_lettered_twice_and_events_still_flow(shared):
