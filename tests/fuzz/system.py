@@ -26,6 +26,7 @@ from events.catalogue.base import EventPayload
 from events.catalogue.router import ConversationStarted, GroupUpdated
 from events.envelope import AggregateRef, Commit, new_commit
 from events.store.jetstream import JetStreamEventStore
+from events.store.memory import subject_matches
 from events.subjects import EVENT_STREAM
 from projections.dead_letters import dead_lettered
 from services.cli.registry import builders
@@ -57,17 +58,6 @@ def barrier_payloads(n: int) -> list[EventPayload]:
     return [AgentInputDelivered(run_id=f"barrier-{n}", chat_jid="fuzz:barrier", group_folder="barrier", message_ids=[]),
             ConversationStarted(chat_jid=f"fuzz:barrier-{n}"),
             GroupUpdated(jid=f"fuzz:barrier-{n}")]
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` one token, ``>`` one or more trailing tokens."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
 
 
 def owner(subject: str) -> str:
