@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 from datetime import datetime
 from typing import Any, ClassVar, Iterable, TypeVar
@@ -25,7 +26,9 @@ from eventsourcing.utils import get_topic
 
 from events.catalogue.base import EventPayload, payload_class
 from events.envelope import AggregateRef, RecordedCommit
-from events.errors import InvalidEvent
+from events.errors import InvalidEvent, UnknownEventType
+
+log = logging.getLogger("nanoclaw.events")
 
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -76,21 +79,38 @@ def pending_payloads(aggregate: NcAggregate) -> list[EventPayload]:
 def replay(cls: type[A], commits: Iterable[RecordedCommit], aggregate: A | None = None) -> A | None:
     """Rebuild (or advance) an aggregate from recorded commits. Returns None when there were none.
 
+    A commit on the aggregate's subject that cannot be one of its saves (no events: not a valid commit; an event
+    type not of ``cls``; a payload that does not validate) is skipped whole with a log line, its position kept:
+    the log is immutable, and refusing it would refuse every later command on the aggregate (docs/events.md).
+
     Raises:
-        InvalidEvent: a stored event is not an event of ``cls``.
         eventsourcing.domain.OriginatorVersionError: commits are out of order or missing.
     """
     topic = get_topic(cls)
     for commit in commits:
-        for ce in commit.events:
-            event_cls: Any = getattr(cls, ce.eventtype, None)
-            if event_cls is None:
-                raise InvalidEvent(f"{ce.eventtype} is not an event of aggregate {cls.__name__}")
-            kwargs = ce.payload().model_dump()
-            if issubclass(event_cls, CanInitAggregate):
-                kwargs["originator_topic"] = topic
-            ev = event_cls(originator_id=ce.aggregateid, originator_version=ce.aggregateversion, timestamp=ce.time, **kwargs)
+        try:
+            events = [_domain_event(cls, topic, ce) for ce in commit.events]
+        except (InvalidEvent, UnknownEventType) as exc:
+            log.warning("commit seq %s on %s is no save of %s; skipped: %s", commit.seq, commit.subject,
+                        cls.__name__, exc)
+            events = []
+        for ev in events:  # built first: a commit is applied whole or not at all
             aggregate = ev.mutate(aggregate)
         if aggregate is not None:
             aggregate.last_seq = commit.seq
     return aggregate
+
+
+def _domain_event(cls: type[NcAggregate], topic: str, ce: Any) -> Any:
+    """The library event of ``cls`` for one stored event.
+
+    Raises:
+        InvalidEvent, UnknownEventType: not an event of ``cls``, or its payload does not validate.
+    """
+    kwargs = ce.payload().model_dump()
+    event_cls: Any = getattr(cls, ce.eventtype, None)
+    if not isinstance(event_cls, MetaDomainEvent):
+        raise InvalidEvent(f"{ce.eventtype} is not an event of aggregate {cls.__name__}")
+    if issubclass(event_cls, CanInitAggregate):
+        kwargs["originator_topic"] = topic
+    return event_cls(originator_id=ce.aggregateid, originator_version=ce.aggregateversion, timestamp=ce.time, **kwargs)

@@ -16,6 +16,7 @@ skip.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import events.catalogue  # noqa: F401  (registers every event type: an unimported one would look unknown)
@@ -48,14 +49,19 @@ def check_commit(body: bytes, *, catalogue: bool) -> list[dict[str, Any]]:
             payload's fields (required ones present, no unknown ones). Off for readers that show any event.
 
     Raises:
-        InvalidEvent: not JSON, not a non-empty JSON array, or an event fails the checks (the message names
-            the event's index and the problem).
+        InvalidEvent: not JSON, nested too deeply to parse, not a non-empty JSON array, or an event fails the
+            checks (the message names the event's index and the problem).
     """
     try:
         # UTF-8 as the contract says (json.loads would guess UTF-16 from a leading zero byte and say so)
         items = json.loads(body.decode())
     except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidEvent(f"commit body is not JSON: {exc}") from None
+    except RecursionError:
+        # The C decoder recurses once per array/object level and gives up at the interpreter's recursion limit
+        # (1,000): not a ValueError, so without this a body of ``[[[[…`` stopped every reader of the log.
+        raise InvalidEvent("commit body is nested too deeply to parse (over the JSON decoder's recursion "
+                           f"limit of about {sys.getrecursionlimit()} levels)") from None
     if type(items) is not list or not items:
         raise InvalidEvent(f"commit body is {'an empty array' if items == [] else json_name(items)}, not a "
                            "CloudEvents batch (a non-empty array)")

@@ -8,14 +8,30 @@ import json
 from events.envelope import AggregateRef, Commit
 from events.subjects import EVENT_STREAM
 
-KINDS = ("garbage", "reply", "missing_field", "object_not_batch", "no_cloudevents_attributes", "unknown_type")
+KINDS = ("garbage", "reply", "missing_field", "object_not_batch", "no_cloudevents_attributes", "unknown_type",
+         "deeply_nested", "oversized", "hostile_strings")
 """garbage bytes; a JSON object that is no CloudEvent (what the reply-subject attack wrote); a valid envelope
 whose payload misses a required field; a JSON object instead of a batch; an event without CloudEvents
-attributes; an event type not in the catalogue."""
+attributes; an event type not in the catalogue; data nested deeper than any JSON parser recurses (Python's
+raises ``RecursionError``, not ``ValueError``); a body larger than a dead letter copies
+(:data:`OVERSIZED_BYTES`); a field named and valued with :data:`HOSTILE` (control characters, a lone
+surrogate, markup: what must never reach a header, a log line or a terminal as is)."""
+
+HOSTILE = "\r\nNc-Error: forged\x00\ud800\u202e[bold]:a:\x1b[31m' OR 1=1; --"
+"""A string no header, terminal or SQL statement should take as is (a lone surrogate cannot even be UTF-8)."""
+
+NESTING = 100_000
+"""How deep :data:`KINDS`' ``deeply_nested`` body nests: far past Python's recursion limit (1,000 by default;
+hypothesis raises it for the process while it generates, so a few thousand levels may parse in a test)."""
+
+OVERSIZED_BYTES = 300_000
+"""The size of the ``oversized`` body's padding: over a dead letter's copy limit (256 KiB,
+services/harness/deadletter.py), under the test server's 1 MB ``max_payload``."""
 
 REASONS = {"garbage": "not JSON", "reply": "not a CloudEvents batch", "missing_field": "misses required field",
            "object_not_batch": "not a CloudEvents batch", "no_cloudevents_attributes": "'id' is missing",
-           "unknown_type": "not in the catalogue"}
+           "unknown_type": "not in the catalogue", "deeply_nested": "nested too deeply",
+           "oversized": "has unknown field", "hostile_strings": "has unknown field"}
 """A phrase each kind's skip reason contains (the projections' cheap check words them)."""
 
 
@@ -31,6 +47,10 @@ def bad_bodies(like: Commit, missing: str) -> dict[str, bytes]:
         "object_not_batch": dumps(event),
         "no_cloudevents_attributes": dumps([{"eventtype": event["eventtype"], "data": event["data"]}]),
         "unknown_type": dumps([{**event, "eventtype": "NoSuchEvent", "type": "nanoclaw.test.NoSuchEvent"}]),
+        "deeply_nested": dumps([{**event, "data": {**event["data"], missing: "@"}}]).replace(
+            b'"@"', b"[" * NESTING + b"]" * NESTING),
+        "oversized": dumps([{**event, "data": {**event["data"], "padding": "x" * OVERSIZED_BYTES}}]),
+        "hostile_strings": dumps([{**event, "data": {**event["data"], HOSTILE: HOSTILE}}]),
     }
 
 

@@ -25,6 +25,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from events.chain import chain_headers, message_link
 from events.envelope import HDR_VERSION, AggregateRef, Commit, RecordedCommit, decode_events
 from events.errors import ConcurrencyError, EventStoreError, InvalidEvent
+from events.catalogue.base import payload_class
 from events.store.port import AppendResult, Head, RawMessage
 from events.subjects import EVENT_PREFIX, EVENT_STREAM
 
@@ -124,10 +125,18 @@ class JetStreamEventStore:
         raise ConcurrencyError(str(commit.aggregate), base, actual) from exc
 
     async def load(self, aggregate: AggregateRef, *, after_seq: int = 0) -> list[RecordedCommit]:
+        """A message on the aggregate's subject that is not a valid commit comes back with no events: its
+        position still counts (the next save expects it), its content does not (docs/events.md)."""
         out: list[RecordedCommit] = []
         last = None
         async for raw in self._direct_get_batches(aggregate.subject(), after_seq + 1):
-            out.append(RecordedCommit(raw.seq, raw.subject, decode_events(raw.data), raw.stored_at))
+            try:
+                events = decode_events(raw.data)
+            except InvalidEvent as exc:
+                log.warning("message seq %s on %s is not a valid commit; skipped by loads of %s: %s", raw.seq,
+                            raw.subject, aggregate, exc)
+                events = ()
+            out.append(RecordedCommit(raw.seq, raw.subject, events, raw.stored_at))
             last = raw
         if last is not None:  # the next save of this aggregate links to it without asking the server
             self._remember(aggregate.subject(), last.seq, last.headers, last.data, last.subject)
@@ -176,7 +185,15 @@ class JetStreamEventStore:
             raise EventStoreError(f"last message of {aggregate}: no answer within {self._timeout}s") from exc
         hdrs = msg.headers or {}
         seq = int(msg.seq) if msg.seq else int(hdrs.get("Nats-Sequence", 0))
-        return Head(seq, int(hdrs.get(HDR_VERSION, 0)))
+        # The version of the last commit that is a save of this aggregate, as a replay sees it
+        # (events/aggregate.py): a message on its subject that is not one (not a valid commit, another
+        # aggregate's events, a payload that does not validate, a forged or missing header) must not set the
+        # version of the next commit.
+        version = _save_version(aggregate, msg.data or b"")
+        if version is None:
+            version = next((v for c in reversed(await self.load(aggregate))
+                            if (v := _events_version(aggregate, c.events)) is not None), 0)
+        return Head(seq, version)
 
     async def last_seq(self) -> int:
         try:
@@ -406,3 +423,27 @@ def _parse_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _save_version(aggregate: AggregateRef, body: bytes) -> int | None:
+    """The aggregate version after the commit ``body``; None if it is no save of ``aggregate``."""
+    try:
+        events = decode_events(body)
+    except InvalidEvent:
+        return None
+    return _events_version(aggregate, events)
+
+
+def _events_version(aggregate: AggregateRef, events) -> int | None:
+    """The version after ``events`` if every one is a valid event of ``aggregate``'s type, else None."""
+    if not events:
+        return None
+    try:
+        for ce in events:
+            cls = payload_class(ce.eventtype)
+            if (cls.context, cls.aggregate) != (aggregate.context, aggregate.type):
+                return None
+            ce.payload()
+    except EventStoreError:  # InvalidEvent, UnknownEventType
+        return None
+    return events[-1].aggregateversion

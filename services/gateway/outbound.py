@@ -9,6 +9,7 @@ the WhatsApp number banned.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 
 from events.catalogue.chat import MessageDeliveryFailed, MessageSent, OutboundMessageRequested
@@ -55,12 +56,13 @@ async def on_outbound_requested(d: Delivery, deps: OutboundDeps) -> list[Emit]:
         limiter.reserve(req.chat_jid)
     text = reply_text(req.text, deps.assistant_name, deps.has_own_number) if req.channel == "whatsapp" else req.text
     try:
-        message_id, sent_at = await port.send(req.chat_jid, text, request_id)
+        message_id, sent_at = await port.send(req.chat_jid, sendable(text), request_id)
     except ChannelDown as exc:
         raise RetryLater(str(exc), send_retry_delay(min(d.deliveries, 10))) from exc
     except Exception as exc:  # noqa: BLE001 - a channel error is this attempt's failure, reported in the receipt
         attempts = deps.failures[request_id] = deps.failures.get(request_id, 0) + 1
-        if attempts < MAX_SEND_ATTEMPTS:
+        # A chat id no channel can encode will not become one by waiting: fail at once.
+        if attempts < MAX_SEND_ATTEMPTS and not isinstance(exc, UnicodeError):
             raise RetryLater(f"send failed ({exc})", send_retry_delay(attempts)) from exc
         deps.failures.pop(request_id, None)
         failed = MessageDeliveryFailed(channel=req.channel, chat_jid=req.chat_jid, reason=f"{type(exc).__name__}: {exc}",
@@ -69,6 +71,16 @@ async def on_outbound_requested(d: Delivery, deps: OutboundDeps) -> list[Emit]:
     sent = MessageSent(channel=req.channel, chat_jid=req.chat_jid, channel_message_id=message_id, sent_at=sent_at,
                        attempts=deps.failures.pop(request_id, 0) + 1)
     return [Emit.append(request_id, sent)]
+
+
+def sendable(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD. JSON's ``\\u`` escapes can carry one (an agent's
+    output, a forged event), but it is no Unicode character: no channel can encode it, and the reply is still
+    worth delivering."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 async def on_run_started(d: Delivery, deps: OutboundDeps) -> list[Emit]:

@@ -44,7 +44,7 @@ class RequestServer:
             async def serve(msg: Msg, handler=handler) -> None:
                 # nats-py runs one subscription's callbacks one after another; a request that waits (for a
                 # receipt) must not hold up the others.
-                task = asyncio.create_task(self._serve(msg, handler))
+                task = asyncio.create_task(self._serve_guarded(msg, handler))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             self._subs.append(await self.nc.subscribe(pattern, queue=f"svc_{self.service.name}", cb=serve))
@@ -59,6 +59,21 @@ class RequestServer:
         self._subs.clear()
         await cancel_and_wait(list(self._inflight))
 
+    async def _serve_guarded(self, msg: Msg, handler) -> None:
+        """:meth:`_serve`; what it raises (a refusal or an answer that could not be sent) is logged and answered
+        if possible, never left as an unretrieved task exception with the requester waiting for nothing."""
+        try:
+            await self._serve(msg, handler)
+        except Exception as exc:  # noqa: BLE001 - the service keeps serving
+            self.log.error("request not answered", subject=msg.subject, error=f"{type(exc).__name__}: {exc}",
+                           exc_info=True)
+            if msg.reply and reply_problem(msg.reply) is None:
+                try:
+                    await msg.respond(json.dumps(Reply.failure(
+                        f"{self.service.name} could not handle the request: {type(exc).__name__}").body()).encode())
+                except Exception:  # noqa: BLE001 - no connection: the requester times out
+                    pass
+
     async def _serve(self, msg: Msg, handler) -> None:
         requester = Requester.of(msg.headers)
         if (problem := reply_problem(msg.reply)) is not None:
@@ -71,6 +86,9 @@ class RequestServer:
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         except ValueError as exc:
             return await self._respond(msg, Reply.failure(f"request on {msg.subject} is not a JSON object: {exc}"))
+        except RecursionError:  # the decoder recurses per level; not a ValueError (events/shape.py)
+            return await self._respond(msg, Reply.failure(
+                f"request on {msg.subject} is not a JSON object: nested too deeply to parse"))
         try:
             if self.service.readmodel is not None:
                 await self.service.readmodel.wait_for(await self.store.last_seq())

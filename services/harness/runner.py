@@ -7,6 +7,9 @@
   since a commit is atomic), is copied to the dead-letter stream (``nc.dlq.<service>``) with the error in
   headers, a ``MessageDeadLettered`` event is appended, and the message is acked: it is kept, never dropped,
   the service keeps running, and the durable consumer's ack means it is dead-lettered once, not on a restart.
+- Nothing a message does ends the consume task: a dead letter that cannot be stored (NC_DLQ unavailable) leaves
+  the message unacked, kept in progress and retried with backoff while later messages are handled; any other
+  failure to settle a message is logged and the message is redelivered.
 - Graceful stop: the fetched batch is finished and acked, then tasks are cancelled.
 """
 
@@ -76,6 +79,9 @@ class ServiceRunner:
         self._tasks: list[asyncio.Task] = []
         self._requests = RequestServer(self.service, self.nc, self.store)
         self.ready = False
+        self._unsettled: dict[int, tuple[Msg, str]] = {}
+        """Stream seq → (message, error) of dead letters not stored yet (:meth:`_retry_dead_letters`)."""
+        self._unsettled_retry = (0.0, 1.0)  # (monotonic time of the next attempt, backoff in s)
 
     @property
     def healthy(self) -> bool:
@@ -169,9 +175,23 @@ class ServiceRunner:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 for msg in msgs:
-                    await self._handle(msg)
+                    await self._settle(msg)
+                if self._unsettled:
+                    await self._retry_dead_letters()
         finally:
             await puller.close()
+
+    async def _settle(self, msg: Msg) -> None:
+        """:meth:`_handle`, and whatever it raises is logged, never the end of the consume task."""
+        try:
+            await self._handle(msg)
+        except Exception as exc:  # noqa: BLE001 - e.g. an ack or nak lost with the connection
+            self.log.error("message not settled; it will be redelivered", subject=msg.subject,
+                           error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            try:
+                await msg.nak(delay=(self.settings.retry_delays_s or [1.0])[-1])
+            except Exception:  # noqa: BLE001 - no connection: the server redelivers after ack_wait anyway
+                pass
 
     async def _handle(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -216,10 +236,36 @@ class ServiceRunner:
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         meta = msg.metadata
-        notice = await dead_letter(self.nc, self.store, service=self.service.name, subject=msg.subject,
-                                   seq=meta.sequence.stream, data=msg.data, headers=msg.headers,
-                                   deliveries=meta.num_delivered, error=error)
+        try:
+            notice = await dead_letter(self.nc, self.store, service=self.service.name, subject=msg.subject,
+                                       seq=meta.sequence.stream, data=msg.data, headers=msg.headers,
+                                       deliveries=meta.num_delivered, error=error)
+        except Exception as exc:  # noqa: BLE001 - NC_DLQ or the log unavailable: keep the message, try again
+            # Not nak'ed: on its last delivery the server would not deliver it again, and it would be neither
+            # handled nor dead-lettered. Kept unacked (in progress) until the dead letter is stored.
+            self._unsettled[meta.sequence.stream] = (msg, error)
+            self.log.error("dead letter not stored; the message is kept and retried", subject=msg.subject,
+                           seq=meta.sequence.stream, error=f"{type(exc).__name__}: {exc}")
+            return
+        self._unsettled.pop(meta.sequence.stream, None)
         await msg.ack()
         self.metrics.dead_lettered.labels(self.service.name).inc()
         self.log.error("message dead-lettered", subject=msg.subject, seq=notice.stream_seq, deliveries=notice.deliveries,
                        error=notice.error, dead_letter_seq=notice.dead_letter_seq)
+
+    async def _retry_dead_letters(self) -> None:
+        """Try the dead letters not stored yet again, with a pause doubling from 1 s up to 30 s between
+        attempts; meanwhile tell the server each message is in progress (so ``ack_wait`` does not redeliver it)."""
+        loop = asyncio.get_running_loop()
+        due, backoff = self._unsettled_retry
+        for msg, error in list(self._unsettled.values()):
+            if loop.time() < due:
+                try:
+                    await msg.in_progress()
+                except Exception:  # noqa: BLE001 - no connection: a redelivery brings it back
+                    pass
+                continue
+            await self._dead_letter(msg, error)
+        if loop.time() >= due:
+            failed = bool(self._unsettled)
+            self._unsettled_retry = (loop.time() + backoff, min(backoff * 2, 30.0) if failed else 1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from eventsourcing.domain import event
 
@@ -9,8 +11,15 @@ from events.aggregate import NcAggregate
 from events.catalogue.base import EventPayload
 from events.errors import ConcurrencyError
 from events.repository import Repository
+from events.envelope import HDR_VERSION, AggregateRef, new_commit
 from events.store.memory import InMemoryEventStore
+from events.store.port import Head
+from events.subjects import EVENT_STREAM
+from services.harness.emit import append_emit
+from services.harness.service import Emit
 from tests.events.store_contract import CounterIncremented  # noqa: F401  (registers the payload)
+from tests.harness.test_runner import PingSent  # noqa: F401  (registers the payload)
+from tests.poison import KINDS, bad_bodies
 
 
 class CounterOpened(EventPayload):
@@ -92,3 +101,38 @@ async def test_a_retried_save_with_the_same_msg_id_is_stored_once(store):
     again = Counter(name="c")
     second = await repo.save(again, msg_id="cmd-42")
     assert second.duplicate and second.seq == first.seq
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_bad_message_on_an_aggregates_own_subject_is_skipped_by_its_loads_saves_and_appends(nc, js_store, kind):
+    repo = Repository(js_store, "a")
+    c = Counter(name="c")
+    c.increment(by=2)
+    await repo.save(c)
+    like = new_commit(Counter.ref("c"), [CounterIncremented(by=1)], version=2, source="test")
+    subject, _, _ = like.encode()
+    bad = await nc.jetstream().publish(subject, bad_bodies(like, missing="by")[kind], stream=EVENT_STREAM,
+                                       headers={HDR_VERSION: "99"})  # a forged version as well
+    for fresh in (Repository(js_store, "b"), repo):  # a cold load, and the cached aggregate catching up
+        loaded = await fresh.get(Counter, "c")
+        assert (loaded.total, loaded.version, loaded.last_seq) == (2, 2, bad.seq), kind
+    assert await js_store.head(Counter.ref("c")) == Head(bad.seq, 2)
+    loaded.increment(by=3)
+    await repo.save(loaded)
+    await append_emit(js_store, Emit.append("c", CounterIncremented(by=4)), source="a", msg_id="four")
+    again = await Repository(js_store, "c").get(Counter, "c")
+    assert (again.total, again.version) == (2 + 3 + 4, 4)
+
+
+async def test_a_valid_commit_of_another_aggregates_events_on_its_subject_is_skipped_whole(nc, js_store):
+    repo = Repository(js_store, "a")
+    await repo.save(Counter(name="c"))
+    stranger = new_commit(AggregateRef("test", "counter", "c"), [CounterIncremented(by=1)], version=1, source="x")
+    subject, headers, body = stranger.encode()
+    events = json.loads(body)
+    events[0]["eventtype"] = "PingSent"  # a catalogued event, of an aggregate Counter is not
+    await nc.jetstream().publish(subject, json.dumps(events).encode(), headers=headers, stream=EVENT_STREAM)
+    loaded = await Repository(js_store, "b").get(Counter, "c")
+    loaded.increment(by=5)
+    await repo.save(loaded)
+    assert (await Repository(js_store, "c").get(Counter, "c")).total == 5

@@ -314,3 +314,27 @@ async def test_typing_shows_while_a_run_is_active_in_a_whatsapp_chat(js_store, n
     await asyncio.sleep(0.2)
     await runner.stop()
     assert typing == [("1@g.us", True), ("1@g.us", False)]  # an http chat never reaches the WhatsApp port
+
+
+class StrictChannel(FakeWhatsApp):
+    """Encodes what it sends as UTF-8, as every real channel must (SQLite, HTTP, the WhatsApp protocol)."""
+
+    async def send(self, chat_jid, text, request_id):
+        chat_jid.encode(), text.encode()  # raises UnicodeEncodeError for a lone surrogate
+        return await super().send(chat_jid, text, request_id)
+
+
+async def test_a_lone_surrogate_in_a_reply_is_replaced_and_one_in_the_chat_fails_at_once_without_retries(js_store, nc,
+                                                                                                        monkeypatch):
+    # JSON can carry a lone surrogate ("\ud800"); no channel can encode one, and retrying cannot change that.
+    monkeypatch.setattr("services.gateway.outbound.send_retry_delay", lambda attempt, **_: 0.01)
+    port = StrictChannel()
+    runner = await run_outbound(nc, js_store, port)
+    await request(js_store, "r1", text="caf\ud800é")
+    await request(js_store, "r2", chat="1\udfff@g.us")
+    await eventually(lambda: has_at_least(events_of(js_store, "MessageDeliveryFailed"), 1))
+    await eventually(lambda: has_at_least(events_of(js_store, "MessageSent"), 1))
+    await runner.stop()
+    assert port.sent == [("1@g.us", "Andy: caf\ufffdé")]
+    [failed] = await events_of(js_store, "MessageDeliveryFailed")
+    assert failed.attempts == 1 and "UnicodeEncodeError" in failed.reason
