@@ -37,8 +37,15 @@ class Scenario:
     stuck_after_s: float = 10.0
 
     def agent_time_s(self) -> dict[str, float]:
-        return {chat: max(self.agents.get(chat, {}).get("latency_s", [0.0]) or [0.0]) + MODEL_TIME_S
-                for chat in self.plan}
+        """Per chat, the longest an answer may legitimately take: the slowest agent start plus model time; when
+        a run of the chat fails, once more plus the queue's first retry delay (one failure in a row at most)."""
+        out = {}
+        for chat in self.plan:
+            behaviour = self.agents.get(chat, {})
+            slowest = max(behaviour.get("latency_s") or [0.0]) + MODEL_TIME_S
+            retry = slowest + self.options.base_retry_ms / 1000 if any(behaviour.get("fail") or []) else 0.0
+            out[chat] = slowest + retry
+        return out
 
 
 @dataclass
