@@ -16,8 +16,10 @@ for diagnosis, not judged.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from events.store.jetstream import JetStreamEventStore
 from tests.system.model import ids_in
@@ -43,20 +45,34 @@ class LogView:
     events: int = 0
 
 
-async def read_log(store: JetStreamEventStore) -> LogView:
+async def read_log(store: JetStreamEventStore, timeline: Path | None = None) -> LogView:
+    """The log's outbound messages, receipts, abandoned runs and dead letters; with ``timeline``, every event
+    also written there as one JSON line (time, type, aggregate, data) for diagnosing a non-zero column."""
     view = LogView()
-    async for commit in store.read():
-        for e in commit.events:
-            view.events += 1
-            if e.eventtype == "OutboundMessageRequested":
-                view.outbound[e.aggregateid] = Outbound(e.data["chat_jid"].removeprefix("http:"), e.data["text"])
-            elif e.eventtype == "MessageSent" and e.aggregateid in view.outbound:
-                view.outbound[e.aggregateid].sent_at = e.time.timestamp()
-            elif e.eventtype == "RunAbandoned":
-                view.abandoned[e.data["chat_jid"].removeprefix("http:")] += 1
-            elif e.eventtype == "MessageDeadLettered":
-                view.dead_lettered += 1
+    dump = open(timeline, "w") if timeline else None
+    try:
+        async for commit in store.read():
+            for e in commit.events:
+                _take(view, e)
+                if dump:
+                    dump.write(json.dumps({"t": e.time.isoformat(), "type": e.eventtype, "agg": e.aggregateid,
+                                           "data": e.data}, default=str) + "\n")
+    finally:
+        if dump:
+            dump.close()
     return view
+
+
+def _take(view: LogView, e) -> None:
+    view.events += 1
+    if e.eventtype == "OutboundMessageRequested":
+        view.outbound[e.aggregateid] = Outbound(e.data["chat_jid"].removeprefix("http:"), e.data["text"])
+    elif e.eventtype == "MessageSent" and e.aggregateid in view.outbound:
+        view.outbound[e.aggregateid].sent_at = e.time.timestamp()
+    elif e.eventtype == "RunAbandoned":
+        view.abandoned[e.data["chat_jid"].removeprefix("http:")] += 1
+    elif e.eventtype == "MessageDeadLettered":
+        view.dead_lettered += 1
 
 
 @dataclass

@@ -110,10 +110,13 @@ async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
             nc = await cluster.admin()
             try:
                 store = JetStreamEventStore(nc)
-                view = await read_log(store)
+                view = await read_log(store, root / "timeline.jsonl")
                 last = await store.last_seq()
             finally:
                 await nc.close()
+            (root / "ledger.jsonl").write_text("".join(json.dumps(vars(a)) + "\n" for a in ledger.accepted))
+            (root / "model.jsonl").write_text("".join(json.dumps({"t": t, "ids": ids}) + "\n"
+                                                      for t, ids in model.arrivals))
             report = check(ledger, [ids for _, ids in model.arrivals], view, agent_time_s=scenario.agent_time_s(),
                            stuck_after_s=scenario.stuck_after_s)
             db = read_model_path(cluster.data_dir("projections"))
