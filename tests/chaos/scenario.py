@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from tests.system.traffic import Burst, Ledger, send
 
 MODEL_TIME_S = 1.0
 """Allowance for one model request through the proxy on a loaded 2-core machine (the stub answers at once)."""
+PROMPT_CAP = 10
+"""``router.max_messages_per_prompt``'s default: the most messages one turn shows the model."""
 
 
 @dataclass
@@ -38,13 +41,16 @@ class Scenario:
 
     def agent_time_s(self) -> dict[str, float]:
         """Per chat, the longest an answer may legitimately take: the slowest agent start plus model time; when
-        a run of the chat fails, once more plus the queue's first retry delay (one failure in a row at most)."""
+        a run of the chat fails, once more plus the queue's first retry delay (one failure in a row at most);
+        plus one model time per further turn a burst above the prompt cap needs."""
         out = {}
         for chat in self.plan:
             behaviour = self.agents.get(chat, {})
             slowest = max(behaviour.get("latency_s") or [0.0]) + MODEL_TIME_S
             retry = slowest + self.options.base_retry_ms / 1000 if any(behaviour.get("fail") or []) else 0.0
-            out[chat] = slowest + retry
+            # A burst larger than the prompt cap is answered in several turns, one model request each.
+            turns = math.ceil(max((n for _, n in self.plan[chat]), default=1) / PROMPT_CAP)
+            out[chat] = slowest + retry + (turns - 1) * MODEL_TIME_S
         return out
 
 
