@@ -76,7 +76,7 @@ def test_a_burst_into_a_starting_run_reaches_the_model_once_in_order_with_no_idl
 
 
 @pytest.mark.timeout(900)
-@settings(max_examples=3, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+@settings(max_examples=3, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=list(HealthCheck), print_blob=True)
 @given(scenarios())
 @example(Scenario({"g00": [(0.0, 150)], "g01": [(0.2, 3), (0.5, 2)]},
