@@ -117,7 +117,6 @@ async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
             try:
                 store = JetStreamEventStore(nc)
                 view = await read_log(store, root / "timeline.jsonl")
-                last = await store.last_seq()
             finally:
                 await nc.close()
             (root / "ledger.jsonl").write_text("".join(json.dumps(vars(a)) + "\n" for a in ledger.accepted))
@@ -125,11 +124,19 @@ async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
                                                       for t, ids in model.arrivals))
             report = check(ledger, [ids for _, ids in model.arrivals], view, agent_time_s=scenario.agent_time_s(),
                            stuck_after_s=scenario.stuck_after_s)
+            crashed = cluster.exited()
+            # The audit compares the projector's read model with a rebuild from the log: nothing may append
+            # meanwhile (an idle timer firing would make them differ), so every other service stops first.
+            await asyncio.to_thread(cluster.stop_services, [n for n in cluster.procs if n != "projections"])
+            nc = await cluster.admin()
+            try:
+                last = await JetStreamEventStore(nc).last_seq()
+            finally:
+                await nc.close()
             db = read_model_path(cluster.data_dir("projections"))
             caught_up = time.monotonic() + 30
             while not projected(db, last) and time.monotonic() < caught_up:
                 await asyncio.sleep(0.2)
-            crashed = cluster.exited()
             audit = await asyncio.to_thread(cluster.audit_verify)
         finally:
             await asyncio.to_thread(cluster.stop)

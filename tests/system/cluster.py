@@ -198,17 +198,20 @@ class Cluster:
                     raise RuntimeError(f"the gateway did not answer within {timeout}s; {self.exited()}")
                 await asyncio.sleep(0.1)
 
-    def stop(self) -> None:
-        for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
+    def stop_services(self, names: list[str]) -> None:
+        """SIGTERM (a clean stop), SIGKILL after 20 s."""
+        for name in names:
+            if self.procs[name].poll() is None:
+                self.procs[name].send_signal(signal.SIGTERM)
+        for name in names:
             try:
-                proc.wait(20)
+                self.procs[name].wait(20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                self.procs[name].kill()
+                self.procs[name].wait()
+
+    def stop(self) -> None:
+        self.stop_services(list(reversed(self.procs)))
         self.kill_agents()
         self.nats.stop()
 
