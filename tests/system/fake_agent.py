@@ -13,7 +13,8 @@ Behaviour per run, from ``.fake-agent.json`` in the group folder (the cwd), writ
 Run *k* of the group (counted in ``.fake-agent.runs`` under an flock, so concurrent or restarted runs each
 take the next entry) waits ``latency_s[k]`` before it connects to NATS (an agent still starting, as a
 container is) and, when ``fail[k]``, ends with an error marker before asking the model. Past the lists: no
-wait, no failure. A failed model request also ends the run with an error marker (exit 1), as the real agent does.
+wait, no failure. A failed model request also ends the run with an error marker (exit 1), as the real agent
+does; a refused connection (the broker restarting) is tried again for a while first, as the Claude CLI does.
 """
 
 from __future__ import annotations
@@ -51,11 +52,27 @@ def next_behaviour(folder: Path) -> tuple[float, bool]:
     return (float(latencies[k]) if k < len(latencies) else 0.0), (bool(fails[k]) if k < len(fails) else False)
 
 
+CONNECT_RETRY_S = 15.0
+
+
 async def ask_model(session: aiohttp.ClientSession, inp: ContainerInput, text: str) -> str:
+    """:func:`ask_model_once`, tried again for up to ``CONNECT_RETRY_S`` while the proxy refuses connections
+    (the broker restarting), as the Claude CLI retries connection errors. Only then: a request that was sent
+    is never repeated, since that could show the model a message twice, which is what the campaign counts."""
+    deadline = asyncio.get_running_loop().time() + CONNECT_RETRY_S
+    while True:
+        try:
+            return await ask_model_once(session, inp, text)
+        except aiohttp.ClientConnectorError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def ask_model_once(session: aiohttp.ClientSession, inp: ContainerInput, text: str) -> str:
     """One Messages API request through the proxy with the run's token; the streamed text back.
 
-    Raises: aiohttp.ClientError / RuntimeError on any failure (not retried: a retry could show the model a
-    message twice, which is what the campaign counts)."""
+    Raises: aiohttp.ClientError / RuntimeError on any failure."""
     body = {"model": "claude-fake", "max_tokens": 64, "stream": True,
             "messages": [{"role": "user", "content": text}]}
     async with session.post(f"{inp.model.base_url}/v1/messages", json=body,
