@@ -33,11 +33,14 @@ class FaultPlan:
         return cls(sorted(faults, key=lambda f: f.at))
 
 
-async def inject(cluster: Cluster, plan: FaultPlan, log: list[str]) -> None:
-    """Carry out ``plan`` (one fault after the other), appending a line per fault to ``log``."""
+async def inject(cluster: Cluster, plan: FaultPlan, log: list[str],
+                 windows: list[tuple[float, float]] | None = None) -> None:
+    """Carry out ``plan`` (one fault after the other), appending a line per fault to ``log`` and, to
+    ``windows``, its wall-clock ``(killed at, started again at)``."""
     start = time.monotonic()
     for f in plan.faults:
         await asyncio.sleep(max(0.0, start + f.at - time.monotonic()))
+        killed_at = time.time()
         if f.target == "nats-server":
             cluster.nats.kill()
             await asyncio.sleep(f.down_s)
@@ -47,3 +50,5 @@ async def inject(cluster: Cluster, plan: FaultPlan, log: list[str]) -> None:
             await asyncio.sleep(f.down_s)
             cluster.start_service(f.target)
         log.append(f"{time.monotonic() - start:7.2f}s kill {f.target} (down {f.down_s:.1f}s)")
+        if windows is not None:
+            windows.append((killed_at, time.time()))

@@ -26,6 +26,8 @@ from tests.system.traffic import Burst, Ledger, send
 
 MODEL_TIME_S = 1.0
 """Allowance for one model request through the proxy on a loaded 2-core machine (the stub answers at once)."""
+RESTART_S = 5.0
+"""Allowance for a service process to start again and resubscribe (Python start-up on a loaded 2-core machine)."""
 PROMPT_CAP = 10
 """``router.max_messages_per_prompt``'s default: the most messages one turn shows the model."""
 
@@ -99,8 +101,8 @@ async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
             for chat, behaviour in scenario.agents.items():
                 cluster.group_dir(chat).mkdir(parents=True, exist_ok=True)
                 (cluster.group_dir(chat) / CONTROL).write_text(json.dumps(behaviour))
-            ledger, fault_log = Ledger(), []
-            faults = asyncio.create_task(inject(cluster, scenario.faults, fault_log))
+            ledger, fault_log, windows = Ledger(), [], []
+            faults = asyncio.create_task(inject(cluster, scenario.faults, fault_log, windows))
             await send(cluster.http_port, scenario.plan, ledger)
             await faults
             progress(f"traffic done: {len(ledger.accepted)} accepted, {ledger.refused} attempts refused; "
@@ -123,7 +125,8 @@ async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
             (root / "model.jsonl").write_text("".join(json.dumps({"t": t, "ids": ids}) + "\n"
                                                       for t, ids in model.arrivals))
             report = check(ledger, [ids for _, ids in model.arrivals], view, agent_time_s=scenario.agent_time_s(),
-                           stuck_after_s=scenario.stuck_after_s)
+                           stuck_after_s=scenario.stuck_after_s, faults=windows,
+                           recovery_s=scenario.options.ack_wait_s + RESTART_S)
             crashed = cluster.exited()
             # The audit compares the projector's read model with a rebuild from the log: nothing may append
             # meanwhile (an idle timer firing would make them differ), so every other service stops first.

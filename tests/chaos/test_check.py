@@ -53,3 +53,13 @@ def test_an_answer_later_than_the_threshold_plus_agent_time_is_stuck():
     late = log(("g00", "re g00-00000", T0 + 14))
     assert check(msgs, [["g00-00000"]], late, agent_time_s={"g00": 3.0}).stuck == 1
     assert check(msgs, [["g00-00000"]], late, agent_time_s={"g00": 5.0}).stuck == 0
+
+
+def test_a_wait_overlapping_a_fault_may_take_the_fault_and_its_recovery_longer():
+    msgs = ledger("g00-00000")
+    late = log(("g00", "re g00-00000", T0 + 20))
+    assert check(msgs, [["g00-00000"]], late, agent_time_s={"g00": 1.0}).stuck == 1
+    during = [(T0 + 2, T0 + 3)]
+    assert check(msgs, [["g00-00000"]], late, agent_time_s={"g00": 1.0}, faults=during, recovery_s=10).stuck == 0
+    before = [(T0 - 30, T0 - 29)]
+    assert check(msgs, [["g00-00000"]], late, agent_time_s={"g00": 1.0}, faults=before, recovery_s=10).stuck == 1
