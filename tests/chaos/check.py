@@ -106,7 +106,8 @@ def check(ledger: Ledger, model_requests: list[list[str]], log: LogView, *, agen
           stuck_after_s: float = 10.0, faults: list[tuple[float, float]] = (), recovery_s: float = 0.0,
           examples: int = 5) -> Report:
     """``faults``: wall-clock ``(killed, started again)`` windows; a message whose wait overlaps one may take
-    that window plus ``recovery_s`` longer (a message a killed service had fetched comes back only after the
+    the longest such window plus ``recovery_s`` longer (one recovery, not one per fault: a sum would hide a
+    wait on an idle timeout behind a few kills) (a message a killed service had fetched comes back only after the
     consumer's ack wait), so a crash's own recovery is not counted as stuck.
     ``model_requests``: the ids of each stub model request, in arrival order. ``agent_time_s``: per chat,
     the longest time its agent may legitimately take before answering (start latency plus model time)."""
@@ -147,8 +148,9 @@ def check(ledger: Ledger, model_requests: list[list[str]], log: LogView, *, agen
             done = min((x for x in (answered_at.get(t), notice) if x is not None), default=None)
             if done is None:
                 cols["lost"].append(t)
-            elif done - a.at > stuck_after_s + agent_time_s.get(chat, 0.0) + sum(
-                    end - start + recovery_s for start, end in faults if start <= done and end + recovery_s >= a.at):
+            elif done - a.at > stuck_after_s + agent_time_s.get(chat, 0.0) + max(
+                    (end - start + recovery_s for start, end in faults if start <= done and end + recovery_s >= a.at),
+                    default=0.0):
                 cols["stuck"].append(f"{t} ({done - a.at:.1f}s)")
     return Report(accepted=len(ledger.accepted), **{c: len(v) for c, v in cols.items()},
                   notices=sum(len(v) for v in notices.values()), abandoned_runs=sum(log.abandoned.values()),

@@ -5,8 +5,8 @@ stub model behind the broker's model proxy, webhook traffic.
 Properties, for any mix of bursts over several chats (gaps 0-500 ms, up to 200 messages in one burst), agent
 start latencies 0-3 s, agent runs failing at start, and SIGKILL + restart of the router, the queue or the runner:
 - every accepted message reaches the model exactly once, in arrival order per chat;
-- no turn waits on an idle timeout while input is pending (the runner's idle timeout, 30 s, is far above the
-  10 s + agent time after which an answer counts as stuck);
+- no turn waits on an idle timeout while input is pending (the runner's idle timeout, 60 s, is far above the
+  10 s + agent time (+ one fault's recovery) after which an answer counts as stuck);
 - every message ends in a reply or a failure notice in its chat.
 
 Few examples (each starts the whole system), no shrinking (an example takes a minute), derandomized so CI runs

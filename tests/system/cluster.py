@@ -94,7 +94,7 @@ class Options:
     """What the services are configured with. ``idle_timeout_ms``: the runner's idle close (above the stuck
     threshold, so a turn waiting on it shows as stuck); ``ack_wait_s``: redelivery after a crash."""
 
-    idle_timeout_ms: int = 30_000
+    idle_timeout_ms: int = 60_000
     max_concurrent: int = 20
     ack_wait_s: int = 10
     base_retry_ms: int = 1000
