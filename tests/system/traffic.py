@@ -43,9 +43,11 @@ class Ledger:
 
 
 async def send_chat(session: aiohttp.ClientSession, port: int, chat: str, bursts: list[Burst], ledger: Ledger,
-                    give_up_at: float) -> None:
+                    give_up_s: float) -> None:
+    """Post ``chat``'s bursts; stop early only when the gateway has refused every attempt for ``give_up_s``."""
     n = 0
     index = 0
+    refused_since: float | None = None
     for gap, count in bursts:
         await asyncio.sleep(gap)
         sent = 0
@@ -62,16 +64,18 @@ async def send_chat(session: aiohttp.ClientSession, port: int, chat: str, bursts
                 ledger.accepted.append(Accepted(token, chat, index, time.time()))
                 index += 1
                 sent += 1
+                refused_since = None
             else:
                 ledger.refused += 1
-                if time.monotonic() > give_up_at:
+                refused_since = refused_since or time.monotonic()
+                if time.monotonic() - refused_since > give_up_s:
                     return
                 await asyncio.sleep(0.2)
 
 
-async def send(port: int, plan: dict[str, list[Burst]], ledger: Ledger, *, give_up_s: float = 600) -> None:
-    """Post the whole plan (chats concurrently); returns when every chat is done."""
-    give_up_at = time.monotonic() + give_up_s
+async def send(port: int, plan: dict[str, list[Burst]], ledger: Ledger, *, give_up_s: float = 120) -> None:
+    """Post the whole plan (chats concurrently); returns when every chat is done (or its posts have been refused
+    for ``give_up_s`` in a row: the ledger then holds fewer messages than the plan, which callers check)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await asyncio.gather(*(send_chat(session, port, chat, bursts, ledger, give_up_at)
+        await asyncio.gather(*(send_chat(session, port, chat, bursts, ledger, give_up_s)
                                for chat, bursts in plan.items()))
