@@ -91,6 +91,13 @@ async def _replied(cluster: Cluster) -> set[str]:
     return out
 
 
+async def _tick(ledger: Ledger, fault_log: list[str], progress, every_s: float = 60.0) -> None:
+    """A progress line every minute while the traffic runs (a long campaign takes an hour)."""
+    while True:
+        await asyncio.sleep(every_s)
+        progress(f"{len(ledger.accepted)} accepted, {len(fault_log)} faults so far")
+
+
 async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
     started = time.monotonic()
     with EchoModel() as model:
@@ -103,8 +110,12 @@ async def run(scenario: Scenario, root: Path, *, progress=print) -> Outcome:
                 (cluster.group_dir(chat) / CONTROL).write_text(json.dumps(behaviour))
             ledger, fault_log, windows = Ledger(), [], []
             faults = asyncio.create_task(inject(cluster, scenario.faults, fault_log, windows))
-            await send(cluster.http_port, scenario.plan, ledger)
-            await faults
+            ticker = asyncio.create_task(_tick(ledger, fault_log, progress))
+            try:
+                await send(cluster.http_port, scenario.plan, ledger)
+                await faults
+            finally:
+                ticker.cancel()
             progress(f"traffic done: {len(ledger.accepted)} accepted, {ledger.refused} attempts refused; "
                      f"{len(fault_log)} faults")
             deadline = time.monotonic() + scenario.drain_s
