@@ -75,6 +75,16 @@ def test_a_burst_into_a_starting_run_reaches_the_model_once_in_order_with_no_idl
     check_properties(the_issue_reproduction())
 
 
+@pytest.mark.timeout(240)
+def test_a_run_that_missed_input_across_a_nats_server_restart_ends_and_the_chat_is_answered():
+    """Found by the fault campaign: right after a nats-server restart the idle run's agent has not resubscribed
+    yet, the piped input comes back (NoRespondersError) and the run is asked to close; the run must end (or be
+    ended) so the chat's next turns start, never block the chat with no failure notice."""
+    check_properties(Scenario({"g00": [(0.0, 1)] + [(0.25, 1)] * 30},
+                              {"g00": {"latency_s": [0.0] * 5, "fail": [False] * 5}},
+                              FaultPlan([Fault(2.0, "nats-server", 1.0)]), drain_s=40.0))
+
+
 @pytest.mark.timeout(900)
 @settings(max_examples=3, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=list(HealthCheck), print_blob=True)
