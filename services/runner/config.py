@@ -79,6 +79,9 @@ class RunnerConfig(BaseModel):
             the engine's default (runc). ``runsc`` runs each sandbox on gVisor's user-space kernel when it is
             installed; the runner refuses to start if the engine does not know the name. Behind the Docker API
             proxy, also allow it there (``NANOCLAW_DOCKER_PROXY__RUNTIMES``, docs/deploy.md).
+        agent_command: process backend only: the argv that runs the agent instead of ``python -m sandbox.agent``
+            (it speaks the same container protocol). None (default): the real agent. The fault campaign
+            (tests/chaos, docs/reliability.md) runs a light protocol-speaking agent this way.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -99,6 +102,7 @@ class RunnerConfig(BaseModel):
     model_proxy_url: str = Field("http://127.0.0.1:8788", pattern=r"^https?://[^/]+/?$")
     sandbox_endpoints: SandboxEndpoints | None = None
     runtime: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    agent_command: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -115,6 +119,8 @@ class RunnerConfig(BaseModel):
     def _runtime_is_dockers(self) -> "RunnerConfig":
         if self.runtime is not None and self.backend != "docker":
             raise ValueError(f"runtime is a docker setting; backend {self.backend!r} has none")
+        if self.agent_command is not None and self.backend != "process":
+            raise ValueError(f"agent_command is a process-backend setting; backend {self.backend!r} runs the image")
         return self
 
     @field_validator("network_subnet")

@@ -30,7 +30,7 @@ log = logging.getLogger("nanoclaw.runner")
 def backend_for(config: RunnerConfig) -> SandboxBackend:
     """The configured backend. ``process`` only when named (it warns loudly); never a silent fallback."""
     if config.backend == "process":
-        return ProcessBackend()
+        return ProcessBackend(agent_argv=config.agent_command) if config.agent_command else ProcessBackend()
     if config.backend == "apple-container":
         return AppleContainerBackend(config)
     return DockerBackend(config)

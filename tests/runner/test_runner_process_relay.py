@@ -152,3 +152,17 @@ async def test_closing_the_relay_drops_open_connections() -> None:
     w.close()
     server.close()
     await server.wait_closed()
+
+
+def test_the_process_backend_runs_the_configured_agent_command_and_only_the_process_backend_takes_one() -> None:
+    from services.runner.config import RunnerConfig
+    from services.runner.service import backend_for
+
+    command = [sys.executable, "-m", "tests.system.fake_agent"]
+    assert backend_for(RunnerConfig(backend="process", agent_command=command)).agent_argv == command
+    assert backend_for(RunnerConfig(backend="process")).agent_argv == [sys.executable, "-m", "sandbox.agent"]
+    for backend in ("docker", "apple-container"):
+        with pytest.raises(ValueError, match="agent_command is a process-backend setting"):
+            RunnerConfig(backend=backend, agent_command=command)
+    with pytest.raises(ValueError):
+        RunnerConfig(backend="process", agent_command=[])
