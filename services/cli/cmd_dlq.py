@@ -16,9 +16,8 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
+from services.cli import output
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, console, load, out, run
 from services.cli.deadletters import drop as record_drop, kept_copy, outcome, request_retry, safe_text
@@ -42,19 +41,15 @@ def list_(all_: bool = typer.Option(False, "--all", help="also retried, dropped 
     letters = run(_list(settings, creds, service))
     shown = [d for d in letters if all_ or d.state in OPEN_STATES]
     if as_json:
-        for d in shown:
-            print(json.dumps({k: v for k, v in d.as_dict().items() if k != "history"}, ensure_ascii=False, sort_keys=True))
+        output.print_ndjson({k: v for k, v in d.as_dict().items() if k != "history"} for d in shown)
         return
     if not shown:
         out.print("no dead letters" if all_ or not letters else f"no open dead letters ({len(letters)} resolved: --all)")
         return
-    table = Table()
-    for column in ("id", "state", "when", "service", "event type", "subject", "error"):
-        table.add_column(column, overflow="fold")
+    table = output.table("id", "state", "when", "service", "event type", "subject", "error")
     for d in shown:
-        table.add_row(Text(d.id), d.state, Text(d.at), Text(d.service), Text(event_type_of(d.subject)),
-                      Text(d.subject), Text(d.error))
-    out.print(table)
+        output.add_row(table, d.id, d.state, d.at, d.service, event_type_of(d.subject), d.subject, d.error)
+    output.print_table(out, table)
 
 
 @app.command()

@@ -5,15 +5,13 @@ the projections service runs; ``/metrics`` shows the same numbers (services/proj
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from projections.queue_stats import QueueSnapshot, QueueStats, snapshot
 from projections.run_failures import RunFailures, failure_counts, recent_failures
+from services.cli import output
 from services.cli.bus import bus
 from services.cli.common import ConfigOption, CredentialsOption, load, out, run
 from services.cli.deadletters import open_dead_letters
@@ -28,15 +26,13 @@ def status(as_json: bool = JsonOption, config: Path | None = ConfigOption,
     settings, creds = load(config, credentials)
     snap, failures, dead = run(_status(settings, creds))
     if as_json:
-        print(json.dumps(_status_json(snap, failures, dead), sort_keys=True))
+        output.print_ndjson([_status_json(snap, failures, dead)])
         return
-    table = Table(title="queue", show_lines=False)
-    for column in ("group", "waiting", "running", "retries", "abandons"):
-        table.add_column(column, justify="left" if column == "group" else "right", overflow="fold")
+    table = output.table("group", "waiting", "running", "retries", "abandons", title="queue")
     for g in snap.groups:
-        table.add_row(Text(g.group_folder), str(g.waiting), str(g.running), str(g.retries), str(g.abandons))
-    table.add_row("[bold]total[/bold]", str(snap.depth), str(snap.running), str(snap.retries), str(snap.abandons))
-    out.print(table)
+        output.add_row(table, g.group_folder, g.waiting, g.running, g.retries, g.abandons)
+    output.add_row(table, output.styled("[bold]total[/bold]"), snap.depth, snap.running, snap.retries, snap.abandons)
+    output.print_table(out, table)
     out.print(f"wait, turn request → run start: {_times(snap.wait.count, snap.wait.mean_s())}")
     out.print(f"run duration: {_times(snap.duration.count, snap.duration.mean_s())}")
     out.print(f"failures: {failures.get('failed', 0)} failed, {failures.get('timed_out', 0)} timed out, "
@@ -52,19 +48,15 @@ def failures(limit: int = typer.Option(20, help="how many, newest first"),
     settings, creds = load(config, credentials)
     rows = run(_failures(settings, creds, limit, abandoned))
     if as_json:
-        for row in rows:
-            print(json.dumps(row, sort_keys=True, ensure_ascii=False))
+        output.print_ndjson(rows)
         return
     if not rows:
         out.print("no failed runs")
         return
-    table = Table()
-    for column in ("at", "what", "group", "chat", "run", "attempts", "detail"):
-        table.add_column(column, overflow="fold")
+    table = output.table("at", "what", "group", "chat", "run", "attempts", "detail")
     for r in rows:
-        table.add_row(Text(r["at"]), r["what"], Text(r["group_folder"]), Text(r["chat_jid"]), Text(r["run_id"]),
-                      "" if r["attempts"] is None else str(r["attempts"]), Text(r["detail"]))
-    out.print(table)
+        output.add_row(table, r["at"], r["what"], r["group_folder"], r["chat_jid"], r["run_id"], r["attempts"], r["detail"])
+    output.print_table(out, table)
 
 
 def _times(count: int, mean_s: float | None) -> str:

@@ -38,12 +38,14 @@ HDR_BODY_SIZE = "Nc-Body-Size"
 
 
 async def dead_letter(nc: Client, store: EventStore, *, service: str, subject: str, seq: int, data: bytes,
-                      headers: dict[str, str] | None, deliveries: int, error: str) -> MessageDeadLettered:
+                      headers: dict[str, str] | None, deliveries: int, error: str,
+                      attempt: int = 1) -> MessageDeadLettered:
     """Copy the message at stream sequence ``seq`` (``subject``, ``data``, ``headers``) to
     ``nc.dlq.<service>`` with the error in ``Nc-*`` headers, then append the ``MessageDeadLettered`` event on
     ``system.deadletter/<service>``. ``error`` is made one printable line of at most :data:`HEADER_LIMIT`
     characters (header values cannot carry newlines). A body over :data:`COPY_LIMIT_BYTES` is not copied.
-    Returns the recorded event.
+    ``attempt`` > 1 is a re-driven dead letter that failed again (services/harness/redrive.py): its ids carry the
+    attempt, so each attempt is kept once. Returns the recorded event.
 
     Raises:
         EventStoreError, nats.errors.Error: the copy or the event could not be stored (retry: both are
@@ -51,14 +53,17 @@ async def dead_letter(nc: Client, store: EventStore, *, service: str, subject: s
     """
     clean = header_value(error)
     copied = {k: header_value(v) for k, v in (headers or {}).items() if not k.startswith("Nats-") and _token(k)}
+    key = f"{service}:{seq}" if attempt == 1 else f"{service}:{seq}:{attempt}"
     ours = {
-        "Nats-Msg-Id": f"dlq:{service}:{seq}",
+        "Nats-Msg-Id": f"dlq:{key}",
         "Nc-Error": clean,
         "Nc-Service": service,
         "Nc-Original-Subject": header_value(subject),
         "Nc-Original-Seq": str(seq),
         "Nc-Deliveries": str(deliveries),
     }
+    if attempt > 1:
+        ours["Nc-Attempt"] = str(attempt)
     body = data
     if len(data) > COPY_LIMIT_BYTES:
         body = b""
@@ -76,8 +81,8 @@ async def dead_letter(nc: Client, store: EventStore, *, service: str, subject: s
         ours[HDR_BODY_SIZE] = str(len(data))
         ack = await js.publish(target, b"", headers=ours, stream=DEAD_LETTER_STREAM)
     notice = MessageDeadLettered(service=service, subject=subject, stream_seq=seq, deliveries=deliveries,
-                                 error=clean, dead_letter_seq=ack.seq, at=iso_utc(utcnow()))
-    await append_emit(store, Emit.append(service, notice), source=service, msg_id=f"dlq-event:{service}:{seq}")
+                                 error=clean, dead_letter_seq=ack.seq, at=iso_utc(utcnow()), attempt=attempt)
+    await append_emit(store, Emit.append(service, notice), source=service, msg_id=f"dlq-event:{key}")
     return notice
 
 

@@ -26,11 +26,11 @@ from typing import Any
 import nats.errors
 from nats.js.errors import NotFoundError
 
-from events.catalogue.system import DeadLetterRetrySucceeded, MessageDeadLettered
+from events.catalogue.system import DeadLetterRetrySucceeded
 from events.catalogue.types import iso_utc
 from events.envelope import decode_events, utcnow
 from events.errors import InvalidEvent
-from events.subjects import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM
+from services.harness.deadletter import dead_letter
 from services.harness.dlq_ledger import ledger_filter, read_ledger
 from services.harness.emit import append_emit
 from services.harness.logging import bind_event, get_logger
@@ -123,19 +123,10 @@ class Redriver:
 
     async def _failed_again(self, seq: int, attempt: int, subject: str, data: bytes, headers: dict[str, str] | None,
                             error: str) -> None:
-        """Dead-letter the message again as ``attempt + 1`` (as services/harness/deadletter.py, with the attempt in
-        every id)."""
+        """Dead-letter the message again as ``attempt + 1`` (services/harness/deadletter.py)."""
         name, nxt = self.service.name, attempt + 1
-        clean = " ".join(error.split())[:2000]
-        copied = {k: v for k, v in (headers or {}).items() if not k.startswith("Nats-")}
-        copied.update({"Nats-Msg-Id": f"dlq:{name}:{seq}:{nxt}", "Nc-Error": clean, "Nc-Service": name,
-                       "Nc-Original-Subject": subject, "Nc-Original-Seq": str(seq), "Nc-Deliveries": "1",
-                       "Nc-Attempt": str(nxt)})
-        ack = await self.runner.nc.jetstream().publish(f"{DEAD_LETTER_PREFIX}.{name}", data, headers=copied,
-                                                       stream=DEAD_LETTER_STREAM)
-        notice = MessageDeadLettered(service=name, subject=subject, stream_seq=seq, deliveries=1, error=clean,
-                                     dead_letter_seq=ack.seq, at=iso_utc(utcnow()), attempt=nxt)
-        await append_emit(self.runner.store, Emit.append(name, notice), source=name,
-                          msg_id=f"dlq-event:{name}:{seq}:{nxt}")
+        notice = await dead_letter(self.runner.nc, self.runner.store, service=name, subject=subject, seq=seq, data=data,
+                                   headers=headers, deliveries=1, error=error, attempt=nxt)
         self.runner.metrics.dead_lettered.labels(name).inc()
-        self.log.error("retried dead letter failed again", dead_letter=f"{name}:{seq}:{nxt}", subject=subject, error=clean)
+        self.log.error("retried dead letter failed again", dead_letter=f"{name}:{seq}:{nxt}", subject=subject,
+                       error=notice.error)

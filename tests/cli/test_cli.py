@@ -48,7 +48,8 @@ def test_up_starts_the_embedded_nats_and_stops_cleanly_on_ctrl_c(tmp_path):
         doctor = cli(["doctor"], tmp_path, {"NANOCLAW_CRED_ANTHROPIC_API_KEY": "sk-ant-test-not-called"})
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "✓ stream NC_EVENTS" in doctor.stdout
-        assert "✓ Claude credential: anthropic_api_key is set" in doctor.stdout and "sk-ant" not in doctor.stdout
+        # the upstream is not reachable from the test: a warning that names why, never the key
+        assert "! Claude credential: cannot check:" in doctor.stdout and "sk-ant" not in doctor.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
