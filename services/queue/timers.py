@@ -31,12 +31,25 @@ def _idle(queue: RunQueue, deps: "QueueDeps") -> list[tuple[str, str]]:
     return queue.idle_due(deps.config.idle_timeout_ms, deps.config.task_close_delay_ms)
 
 
+def _closing(queue: RunQueue, deps: "QueueDeps") -> list[tuple[str, str]]:
+    return queue.close_due(deps.config.close_timeout_ms)
+
+
+def _gaps(queue: RunQueue, deps: "QueueDeps") -> list[tuple[str, str]]:
+    return queue.gap_due(deps.config.turn_gap_timeout_ms)
+
+
 def next_due(queue: RunQueue | None, deps: "QueueDeps | None" = None) -> datetime | None:
     """When the earliest scheduled retry without a ``MessageRetryDue`` falls due, or (given ``deps``) the
-    earliest idle run's idle time ends (None: nothing planned)."""
+    earliest idle run's idle time ends, a closing run's close deadline or a turn order gap's wait ends (None:
+    nothing planned)."""
     if queue is None:
         return None
-    times = [at for at, _, _ in queue.scheduled_retries()] + ([at for at, _ in _idle(queue, deps)] if deps else [])
+    times = [at for at, _, _ in queue.scheduled_retries()]
+    if deps is not None:
+        times += [at for at, _ in _idle(queue, deps) + _closing(queue, deps) + _gaps(queue, deps)]
+    if "" in times:
+        return datetime.min.replace(tzinfo=deps.clock.now().tzinfo) if deps else None
     return parse_time(min(times)) if times else None
 
 
@@ -58,11 +71,22 @@ async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tup
     due = [(jid, n) for at, jid, n in queue.scheduled_retries() if at <= now]  # ISO UTC strings sort as times
     for jid, n in due:
         queue.retry_due(jid, n)
+    queue.decided_at = deps.clock.now()
     closed = [jid for at, jid in _idle(queue, deps) if at <= now and queue.close_idle(jid)]
-    if due:
-        queue.drain(deps.config.max_concurrent)
+    cfg = deps.config
+    expired = [jid for at, jid in _closing(queue, deps) if at <= now and queue.expire_close(
+        jid, now=deps.clock.now(), max_retries=cfg.max_retries, retry_delay_ms=cfg.retry_delay_ms)]
+    gaps = [jid for at, jid in _gaps(queue, deps) if at <= now and queue.skip_gap(jid, deps.clock.now())]
+    for jid in gaps:
+        queue.feed(jid)  # the held turns may go into the chat's idle run
+    if due or expired or gaps:
+        queue.drain(cfg.max_concurrent)
     if closed:
         log.info("idle runs closed", chat_jids=closed)
+    if expired:
+        log.warning("runs that did not end after their close were released", chat_jids=expired)
+    if gaps:
+        log.warning("stopped waiting for missing earlier turns", chat_jids=gaps)
     emit = Emit.of(queue)
     if emit is not None:
         await append_emit(deps.repository.store, emit, source=deps.repository.source,
