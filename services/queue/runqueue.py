@@ -11,11 +11,16 @@ Run states (``ActiveRun.state``; docs/agent-runs.md, "Run lifecycle: one owner, 
                                                       │ RunCloseRequested (idle timeout, a turn or task waits,
                                                       ▼ a slot is wanted, input returned)
                                                    closing ──RunReleased──▶ finished
+                                                      └──RunCloseTimedOut + RunReleased (close deadline)──▶ finished
 
 Turns are never pushed at a run that cannot take them: a turn waits in the queue while its group's run is
 starting or running and is piped (joined with the other waiting turns, within the router's batch limit) as soon
 as the run idles. A turn the run never took, or took and never answered, goes back to the front of its group:
 at once when the run succeeded or the input was returned, after the backoff when the run failed.
+
+A chat's turns are taken in the router's order (``seq``): a turn ahead of a missing earlier one is held until that
+one is queued or the gap wait ends (``TurnGapSkipped``). A run that does not end after its close is released at
+the close deadline (``RunCloseTimedOut``), so no run holds its group forever.
 
 Command methods (``enqueue_message``, ``finish``, ``drain`` …) decide and record events; state changes only in
 the ``@event`` methods, so replaying the stored events rebuilds exactly this state. Limits (cap, retries) are
@@ -36,6 +41,7 @@ from events.catalogue.types import iso_utc
 from services.harness.clock import parse_time as parse_iso
 
 QUEUE_ID = "default"
+_EPOCH = "1970-01-01T00:00:00.000Z"
 RECENT_RUNS = 5000
 """Queued run ids remembered to ignore a redelivered trigger; a redelivery comes within minutes, so the last
 5000 runs are plenty and the aggregate stays bounded."""
@@ -182,11 +188,9 @@ class RunQueue(NcAggregate):
         chat_jid)`` sorted by time (from when the first held turn was queued)."""
         due = []
         for jid, g in self.groups.items():
-            since = min((t.queued_at for t in g.early if t.queued_at), default=None)
-            if since is not None:
+            if g.early:
+                since = min((t.queued_at for t in g.early if t.queued_at), default=_EPOCH)  # no time: due at once
                 due.append((iso_utc(parse_iso(since) + timedelta(milliseconds=gap_timeout_ms)), jid))
-            elif g.early:
-                due.append(("", jid))  # no time recorded: due at once
         return sorted(due)
 
     def skip_gap(self, chat_jid: str, now: datetime) -> bool:

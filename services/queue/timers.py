@@ -1,6 +1,8 @@
 """The queue's clock: turns each due ``RunRetryScheduled`` into ``MessageRetryDue`` (v1 scheduleRetry's
-setTimeout) and closes each run whose idle time is over (``RunCloseRequested``: v1's idle timer, which the
-runner kept before; the queue owns the run lifecycle now).
+setTimeout), closes each run whose idle time is over (``RunCloseRequested``: v1's idle timer, which the
+runner kept before; the queue owns the run lifecycle now), releases each run that did not end
+``queue.close_timeout_ms`` after its close (``RunCloseTimedOut``) and stops waiting for a chat's missing turn
+after ``queue.turn_gap_timeout_ms`` (``TurnGapSkipped``).
 
 The plan is the queue's state (retries scheduled and not yet due, idle runs), so a restarted service re-plans from the
 reloaded aggregate and a retry that fell due while it was down fires at once. The task follows the queue
@@ -48,14 +50,13 @@ def next_due(queue: RunQueue | None, deps: "QueueDeps | None" = None) -> datetim
     times = [at for at, _, _ in queue.scheduled_retries()]
     if deps is not None:
         times += [at for at, _ in _idle(queue, deps) + _closing(queue, deps) + _gaps(queue, deps)]
-    if "" in times:
-        return datetime.min.replace(tzinfo=deps.clock.now().tzinfo) if deps else None
     return parse_time(min(times)) if times else None
 
 
 async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tuple[str, int]]:
     """Append one ``MessageRetryDue`` per retry due by ``deps.clock.now()`` (and dispatch what that frees) and
-    one ``RunCloseRequested`` per run idle for its whole idle time, in one commit. Returns the fired
+    one ``RunCloseRequested`` per run idle for its whole idle time, one ``RunCloseTimedOut`` + ``RunReleased``
+    per run past its close deadline and one ``TurnGapSkipped`` per chat past its gap wait, in one commit. Returns the fired
     ``(chat_jid, attempt)`` retry pairs. The message id is keyed on the queue position the decision was based on,
     so two timers deciding on the same state store one commit. ``queue``: the aggregate when the caller has
     just loaded it (default: load it).
@@ -69,9 +70,9 @@ async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tup
         return []
     now = iso_utc(deps.clock.now())
     due = [(jid, n) for at, jid, n in queue.scheduled_retries() if at <= now]  # ISO UTC strings sort as times
+    queue.decided_at = deps.clock.now()
     for jid, n in due:
         queue.retry_due(jid, n)
-    queue.decided_at = deps.clock.now()
     closed = [jid for at, jid in _idle(queue, deps) if at <= now and queue.close_idle(jid)]
     cfg = deps.config
     expired = [jid for at, jid in _closing(queue, deps) if at <= now and queue.expire_close(
