@@ -11,7 +11,7 @@ Run states (``ActiveRun.state``; docs/agent-runs.md, "Run lifecycle: one owner, 
                                                       │ RunCloseRequested (idle timeout, a turn or task waits,
                                                       ▼ a slot is wanted, input returned)
                                                    closing ──RunReleased──▶ finished
-                                                      └──RunCloseTimedOut + RunReleased (close deadline)──▶ finished
+                                                   └──RunCloseTimedOut + RunReleased (deadline)──▶ finished
 
 Turns are never pushed at a run that cannot take them: a turn waits in the queue while its group's run is
 starting or running and is piped (joined with the other waiting turns, within the router's batch limit) as soon

@@ -56,9 +56,9 @@ def next_due(queue: RunQueue | None, deps: "QueueDeps | None" = None) -> datetim
 async def fire_due(deps: "QueueDeps", queue: RunQueue | None = None) -> list[tuple[str, int]]:
     """Append one ``MessageRetryDue`` per retry due by ``deps.clock.now()`` (and dispatch what that frees) and
     one ``RunCloseRequested`` per run idle for its whole idle time, one ``RunCloseTimedOut`` + ``RunReleased``
-    per run past its close deadline and one ``TurnGapSkipped`` per chat past its gap wait, in one commit. Returns the fired
-    ``(chat_jid, attempt)`` retry pairs. The message id is keyed on the queue position the decision was based on,
-    so two timers deciding on the same state store one commit. ``queue``: the aggregate when the caller has
+    per run past its close deadline and one ``TurnGapSkipped`` per chat past its gap wait, in one commit.
+    Returns the fired ``(chat_jid, attempt)`` retry pairs. The message id is keyed on the queue position the
+    decision was based on, so two timers deciding on the same state store one commit. ``queue``: the aggregate when the caller has
     just loaded it (default: load it).
 
     Raises:
