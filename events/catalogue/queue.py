@@ -73,11 +73,16 @@ class RunQueueOpened(_QueueEvent):
 class RunQueued(_RunSpec):
     """A run request entered the group queue (from ``AgentTurnRequested`` or ``TaskRunRequested``).
     ``turn_id`` is the router's turn for message runs, ``message_ids`` its messages and ``batch_limit`` the
-    router's per-prompt cap (turns are joined into one prompt only within it; None in older logs)."""
+    router's per-prompt cap (turns are joined into one prompt only within it; None in older logs). ``seq``: the
+    turn's ordinal in its chat (``AgentTurnRequested.seq``; None in older logs and for tasks): a turn whose
+    earlier turns have not arrived is held until they do (or ``TurnGapSkipped``). ``queued_at``: when it was
+    queued (the gap wait's start)."""
 
     turn_id: str | None = None
     message_ids: list[str] = []
     batch_limit: int | None = None
+    seq: int | None = None
+    queued_at: UtcTimestamp | None = None
 
 
 class RunDispatched(_RunSpec):
@@ -136,6 +141,19 @@ class RunCloseRequested(_QueueEvent):
     group_folder: str
     reason: Literal["task_waiting", "turn_waiting", "slot_wanted", "idle_timeout", "task_done", "input_returned",
                     "shutdown"]
+    requested_at: UtcTimestamp | None = None
+
+
+class RunCloseTimedOut(_QueueEvent):
+    """A run asked to close did not end (no ``AgentRunFinished``) within ``queue.close_timeout_ms``: the queue
+    gives up on it and releases its group (a ``RunReleased`` follows in the same commit; its unanswered turns are
+    retried as after a failed run), so a run that cannot be reached never holds its group forever. The runner
+    follows this event and kills the run's sandbox if it still exists. ``waited_ms``: since the close request."""
+
+    run_id: str
+    chat_jid: str
+    group_folder: str
+    waited_ms: int
 
 
 class RunReleased(_QueueEvent):
@@ -181,3 +199,17 @@ class RunAbandoned(_QueueEvent):
     run_id: str
     attempts: int
     reason: str
+
+
+class TurnGapSkipped(_QueueEvent):
+    """A chat's turn arrived ahead of an earlier one (its ``seq`` is past the next one the queue expects), the
+    earlier turns did not arrive within ``queue.turn_gap_timeout_ms``, and the queue stopped waiting for them: the
+    held turns are queued now. ``missing_from``..``missing_to``: the ordinals never seen (inclusive);
+    ``waited_ms``: since the first held turn arrived. Normally a turn the queue had fetched but not acked when it
+    died comes back after the consumer's ack wait and fills the gap long before this."""
+
+    chat_jid: str
+    group_folder: str
+    missing_from: int
+    missing_to: int
+    waited_ms: int

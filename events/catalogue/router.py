@@ -79,7 +79,10 @@ class AgentTurnRequested(EventPayload):
     everything at ``cursor``). The queue then owns the turn: it starts a run with it or pipes it into the
     group's run. Aggregate id: the chat JID (the conversation). ``omitted``: older logs only (the cut that
     announced dropped messages; always 0 now). ``batch_limit``: the cap the router used, so the queue joins
-    queued turns into one prompt only within it (None in older logs: no limit)."""
+    queued turns into one prompt only within it (None in older logs: no limit). ``seq``: the turn's ordinal in
+    its chat (1, 2, 3 …, counted by the conversation aggregate over every turn it ever requested; None in older
+    logs), so the queue can tell a turn that arrives ahead of an earlier one (a redelivery after a crash) and
+    wait for the earlier one."""
 
     context = "router"
     aggregate = "conversation"
@@ -97,6 +100,7 @@ class AgentTurnRequested(EventPayload):
     session_id: str | None = None
     cursor_ids: list[str] | None = None
     batch_limit: int | None = None
+    seq: int | None = None
 
 
 class AgentInputAppended(EventPayload):

@@ -7,13 +7,14 @@ already queued, so a redelivered or duplicated trigger never starts a second run
 
 | Event | Decision (v1 GroupQueue, nanoclaw-behaviour §13) |
 |---|---|
-| ``AgentTurnRequested`` | ``RunQueued``; ``RunInputPiped`` into the group's idle message run, or ``RunDispatched`` if the group is free and a slot is |
+| ``AgentTurnRequested`` | ``RunQueued`` (held, neither piped nor dispatched, while an earlier turn of the chat by ``seq`` has not arrived); ``RunInputPiped`` into the group's idle message run, or ``RunDispatched`` if the group is free and a slot is |
 | ``TaskRunRequested`` | dedup by task id; ``RunQueued``; ``RunCloseRequested`` if the group's run idles; dispatch |
 | ``AgentOutputProduced`` (success, ``idle`` not false, active run) | ``RunIdled``; then waiting turns are piped, or the run closed for a waiting task or slot |
 | ``AgentInputReturned`` (unanswered turns of the active run) | ``RunInputRequeued`` + ``RunCloseRequested`` |
 | ``AgentRunFinished`` (active run) | ``RunReleased``; failed message run → ``RunRetryScheduled`` or ``RunAbandoned`` (at once when the credential failed: retry_policy.py); drain |
 
-Idle runs are closed by the queue's timer (:mod:`services.queue.timers`), never by the runner.
+Idle runs are closed by the queue's timer (:mod:`services.queue.timers`), never by the runner; the same timer gives
+up on a run that does not end after its close (``RunCloseTimedOut``) and on a turn order gap (``TurnGapSkipped``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ class QueueDeps:
 
 async def _load(deps: QueueDeps, *, create: bool) -> RunQueue | None:
     queue = await deps.repository.get(RunQueue, QUEUE_ID)
-    return RunQueue() if queue is None and create else queue
+    queue = RunQueue() if queue is None and create else queue
+    if queue is not None:
+        queue.decided_at = deps.clock.now()  # stamps close requests (the close deadline's start)
+    return queue
 
 
 def _emit(queue: RunQueue | None) -> list[Emit]:
@@ -58,7 +62,8 @@ async def on_turn_requested(d: Delivery, deps: QueueDeps) -> list[Emit]:
     assert queue is not None
     if not queue.enqueue_message(run_id=message_run_id(turn.turn_id), turn_id=turn.turn_id, chat_jid=turn.chat_jid,
                                  group_folder=turn.group_folder, is_main=turn.is_main, channel=turn.channel,
-                                 prompt=turn.prompt, message_ids=turn.message_ids, batch_limit=turn.batch_limit):
+                                 prompt=turn.prompt, message_ids=turn.message_ids, batch_limit=turn.batch_limit,
+                                 seq=turn.seq, now=deps.clock.now()):
         log.info("turn already queued; ignored", turn_id=turn.turn_id, chat_jid=turn.chat_jid)
     queue.feed(turn.chat_jid)
     queue.drain(deps.config.max_concurrent)

@@ -11,11 +11,16 @@ Run states (``ActiveRun.state``; docs/agent-runs.md, "Run lifecycle: one owner, 
                                                       │ RunCloseRequested (idle timeout, a turn or task waits,
                                                       ▼ a slot is wanted, input returned)
                                                    closing ──RunReleased──▶ finished
+                                                   └──RunCloseTimedOut + RunReleased (deadline)──▶ finished
 
 Turns are never pushed at a run that cannot take them: a turn waits in the queue while its group's run is
 starting or running and is piped (joined with the other waiting turns, within the router's batch limit) as soon
 as the run idles. A turn the run never took, or took and never answered, goes back to the front of its group:
 at once when the run succeeded or the input was returned, after the backoff when the run failed.
+
+A chat's turns are taken in the router's order (``seq``): a turn ahead of a missing earlier one is held until that
+one is queued or the gap wait ends (``TurnGapSkipped``). A run that does not end after its close is released at
+the close deadline (``RunCloseTimedOut``), so no run holds its group forever.
 
 Command methods (``enqueue_message``, ``finish``, ``drain`` …) decide and record events; state changes only in
 the ``@event`` methods, so replaying the stored events rebuilds exactly this state. Limits (cap, retries) are
@@ -36,6 +41,7 @@ from events.catalogue.types import iso_utc
 from services.harness.clock import parse_time as parse_iso
 
 QUEUE_ID = "default"
+_EPOCH = "1970-01-01T00:00:00.000Z"
 RECENT_RUNS = 5000
 """Queued run ids remembered to ignore a redelivered trigger; a redelivery comes within minutes, so the last
 5000 runs are plenty and the aggregate stays bounded."""
@@ -59,6 +65,8 @@ class QueuedRun:
     message_ids: list[str] = field(default_factory=list)
     batch_limit: int | None = None
     tries: int = 0  # runs this turn was dispatched in (a retry gets a fresh run id)
+    seq: int | None = None  # the turn's ordinal in its chat (None: a task, or older logs)
+    queued_at: str | None = None  # ISO UTC
 
 
 @dataclass
@@ -77,6 +85,7 @@ class ActiveRun:
     turns: list[QueuedRun] = field(default_factory=list)
     answered: int = 0
     idle_since: str | None = None
+    closing_since: str | None = None  # ISO UTC time of the RunCloseRequested (the close deadline's start)
 
     @property
     def idle(self) -> bool:
@@ -111,6 +120,8 @@ class GroupState:
     held: list[QueuedRun] = field(default_factory=list)  # a failed run's turns, retried first
     retry_count: int = 0
     retries: dict[int, str] = field(default_factory=dict)
+    last_seq: int | None = None  # the last turn ordinal queued in order (None: none seen yet)
+    early: list[QueuedRun] = field(default_factory=list)  # turns ahead of a missing earlier one, by seq
 
     @property
     def has_pending(self) -> bool:
@@ -123,6 +134,10 @@ class RunQueue(NcAggregate):
     @staticmethod
     def create_id(**_: Any) -> str:
         return QUEUE_ID
+
+    decided_at: datetime | None = None
+    """The time of the decision being made (set by the caller after loading; not state): stamps close requests
+    so the close deadline (:meth:`close_due`) has a start."""
 
     @event("RunQueueOpened")
     def __init__(self) -> None:
@@ -151,14 +166,44 @@ class RunQueue(NcAggregate):
 
     def enqueue_message(self, *, run_id: str, turn_id: str, chat_jid: str, group_folder: str, is_main: bool,
                         channel: str | None, prompt: str, message_ids: list[str] | None = None,
-                        batch_limit: int | None = None) -> bool:
+                        batch_limit: int | None = None, seq: int | None = None,
+                        now: datetime | None = None) -> bool:
         """Queue a message turn (v1 enqueueMessageCheck). Returns False for a turn already queued (redelivery).
-        The caller then calls :meth:`feed` (an idle run takes it) and :meth:`drain`."""
+        The caller then calls :meth:`feed` (an idle run takes it) and :meth:`drain`.
+
+        ``seq``: the turn's ordinal in its chat (``AgentTurnRequested.seq``). A turn that arrives ahead of an
+        earlier one of its chat (after a crash, the turn a dead queue had fetched but not acked comes back only
+        after the ack wait) is held, neither piped nor dispatched, until the earlier ones are queued or the gap
+        wait ends (:meth:`skip_gap`): the model sees a chat's turns in the router's order."""
         if self.knows(run_id):
             return False
         self._queued(run_id=run_id, chat_jid=chat_jid, group_folder=group_folder, kind="message", is_main=is_main,
                      channel=channel, prompt=prompt, task_id=None, script=None, context_mode="group", turn_id=turn_id,
-                     message_ids=list(message_ids or []), batch_limit=batch_limit)
+                     message_ids=list(message_ids or []), batch_limit=batch_limit, seq=seq,
+                     queued_at=iso_utc(now) if now is not None else None)
+        return True
+
+    def gap_due(self, gap_timeout_ms: int) -> list[tuple[str, str]]:
+        """Chats holding turns for a missing earlier turn, and when the wait for it ends, as ``(due_at ISO UTC,
+        chat_jid)`` sorted by time (from when the first held turn was queued)."""
+        due = []
+        for jid, g in self.groups.items():
+            if g.early:
+                since = min((t.queued_at for t in g.early if t.queued_at), default=_EPOCH)  # no time: due at once
+                due.append((iso_utc(parse_iso(since) + timedelta(milliseconds=gap_timeout_ms)), jid))
+        return sorted(due)
+
+    def skip_gap(self, chat_jid: str, now: datetime) -> bool:
+        """Stop waiting for the chat's missing turns (``TurnGapSkipped``): the held turns up to the next gap are
+        queued. The caller then feeds and drains. False when nothing is held."""
+        g = self.groups.get(chat_jid)
+        if g is None or not g.early:
+            return False
+        first = g.early[0]
+        since = min((t.queued_at for t in g.early if t.queued_at), default=None)
+        waited = int((now - parse_iso(since)).total_seconds() * 1000) if since else 0
+        self._gap_skipped(chat_jid=chat_jid, group_folder=g.group_folder, missing_from=(g.last_seq or 0) + 1,
+                          missing_to=(first.seq or 1) - 1, waited_ms=max(waited, 0))
         return True
 
     def enqueue_task(self, *, run_id: str, task_id: str, chat_jid: str, group_folder: str, is_main: bool,
@@ -230,6 +275,32 @@ class RunQueue(NcAggregate):
             return False
         self._close(active, "idle_timeout" if active.kind == "message" else "task_done")
         return True
+
+    def close_due(self, close_timeout_ms: int) -> list[tuple[str, str]]:
+        """Closing runs and when the queue stops waiting for them to end, as ``(due_at ISO UTC, chat_jid)``
+        sorted by time: ``close_timeout_ms`` after the close was requested (older logs: no time, never due)."""
+        due = []
+        for jid, g in self.groups.items():
+            a = g.active
+            if a is not None and a.state == "closing" and a.closing_since:
+                due.append((iso_utc(parse_iso(a.closing_since) + timedelta(milliseconds=close_timeout_ms)), jid))
+        return sorted(due)
+
+    def expire_close(self, chat_jid: str, *, now: datetime, max_retries: int,
+                     retry_delay_ms: Callable[[int], int]) -> bool:
+        """The group's run was asked to close and never ended: record ``RunCloseTimedOut`` and release it as an
+        interrupted, failed run (:meth:`finish`: its unanswered turns are retried after the backoff, an
+        interrupted task is re-run once). A later ``AgentRunFinished`` of that run is then ignored. The caller
+        then drains. False when the group's run is not closing."""
+        a = self.active_run(chat_jid)
+        if a is None or a.state != "closing":
+            return False
+        waited = int((now - parse_iso(a.closing_since)).total_seconds() * 1000) if a.closing_since else 0
+        self._close_timed_out(run_id=a.run_id, chat_jid=chat_jid, group_folder=a.spec.group_folder,
+                              waited_ms=max(waited, 0))
+        return self.finish(run_id=a.run_id, chat_jid=chat_jid, status="failed", output_delivered=False,
+                           interrupted=True, error=f"the run did not end within {waited} ms of its close request",
+                           now=now, max_retries=max_retries, retry_delay_ms=retry_delay_ms)
 
     def finish(self, *, run_id: str, chat_jid: str, status: str, output_delivered: bool, interrupted: bool,
                error: str | None, now: datetime, max_retries: int,
@@ -322,8 +393,9 @@ class RunQueue(NcAggregate):
 
     def _close(self, a: ActiveRun, reason: str) -> None:
         if a.state != "closing":
+            at = iso_utc(self.decided_at) if self.decided_at is not None else None
             self._close_requested(run_id=a.run_id, chat_jid=a.spec.chat_jid, group_folder=a.spec.group_folder,
-                                  reason=reason)
+                                  reason=reason, requested_at=at)
 
     def _task_pending(self, chat_jid: str, task_id: str | None) -> bool:
         g = self.groups.get(chat_jid)
@@ -364,17 +436,62 @@ class RunQueue(NcAggregate):
     @event("RunQueued")
     def _queued(self, run_id: str, chat_jid: str, group_folder: str, kind: str, is_main: bool, channel: str | None,
                 prompt: str, task_id: str | None, script: str | None, context_mode: str, turn_id: str | None,
-                message_ids: list[str] | None = None, batch_limit: int | None = None) -> None:
+                message_ids: list[str] | None = None, batch_limit: int | None = None, seq: int | None = None,
+                queued_at: str | None = None) -> None:
+        known = chat_jid in self.groups
         g = self._group(chat_jid, group_folder)
         # the running task's own id can only be queued as the re-run of its interruption (dedup forbids it otherwise)
         rerun = kind == "task" and g.active is not None and g.active.spec.task_id == task_id
         run = QueuedRun(run_id, kind, chat_jid, group_folder, is_main, channel, prompt, task_id, script, context_mode,
-                        turn_id, rerun, list(message_ids or []), batch_limit)
-        (g.tasks if kind == "task" else g.messages).append(run)
+                        turn_id, rerun, list(message_ids or []), batch_limit, seq=seq, queued_at=queued_at)
+        if kind == "task":
+            g.tasks.append(run)
+        elif seq is None:
+            g.messages.append(run)  # older logs: arrival order
+        else:
+            self._in_order(g, run, known)
         self._wait(g)
         self.recent[run_id] = None
         while len(self.recent) > RECENT_RUNS:
             del self.recent[next(iter(self.recent))]
+
+    def _in_order(self, g: GroupState, run: QueuedRun, known: bool) -> None:
+        """Place an ordered turn: next in line → queued (with the held turns it lets through); ahead of a
+        missing one → held in ``early``; late (its gap was skipped) → queued before the later turns. A group the
+        queue knew before turns carried ordinals takes its first ordered turn as it comes; a new chat starts
+        at 1."""
+        seq = run.seq
+        assert seq is not None
+        expected = (g.last_seq + 1) if g.last_seq is not None else (seq if known else 1)
+        if seq > expected:
+            g.early = sorted(g.early + [run], key=lambda t: t.seq or 0)
+            return
+        if seq < expected:
+            at = next((i for i, t in enumerate(g.messages) if t.seq is not None and t.seq > seq), len(g.messages))
+            g.messages.insert(at, run)
+            return
+        g.messages.append(run)
+        g.last_seq = seq
+        self._admit_early(g)
+
+    @staticmethod
+    def _admit_early(g: GroupState) -> None:
+        while g.early and g.early[0].seq is not None and g.last_seq is not None and g.early[0].seq <= g.last_seq + 1:
+            t = g.early.pop(0)
+            g.messages.append(t)
+            g.last_seq = max(g.last_seq, t.seq or 0)
+
+    @event("TurnGapSkipped")
+    def _gap_skipped(self, chat_jid: str, group_folder: str, missing_from: int, missing_to: int,
+                     waited_ms: int) -> None:
+        g = self._group(chat_jid, group_folder)
+        g.last_seq = missing_to
+        self._admit_early(g)
+        self._wait(g)
+
+    @event("RunCloseTimedOut")
+    def _close_timed_out(self, run_id: str, chat_jid: str, group_folder: str, waited_ms: int) -> None:
+        pass  # the RunReleased in the same commit frees the group
 
     @event("RunDispatched")
     def _dispatched(self, run_id: str, chat_jid: str, group_folder: str, kind: str, is_main: bool, channel: str | None,
@@ -430,8 +547,11 @@ class RunQueue(NcAggregate):
         g.messages = back + g.messages
 
     @event("RunCloseRequested")
-    def _close_requested(self, run_id: str, chat_jid: str, group_folder: str, reason: str) -> None:
-        self.groups[chat_jid].active.state = "closing"  # type: ignore[union-attr]
+    def _close_requested(self, run_id: str, chat_jid: str, group_folder: str, reason: str,
+                         requested_at: str | None = None) -> None:
+        a = self.groups[chat_jid].active
+        assert a is not None
+        a.state, a.closing_since = "closing", requested_at
 
     @event("RunReleased")
     def _released(self, run_id: str, chat_jid: str, group_folder: str, kind: str, outcome: str,

@@ -30,14 +30,21 @@ class Conversation(NcAggregate):
         self.chat_jid = chat_jid
         self.cursor = cursor
         self.cursor_ids: list[str] | None = None  # None: everything at ``cursor`` was handed over (v1 rule)
+        self.turns = 0  # turns requested so far: the next turn's ``seq`` is turns + 1
+
+    @property
+    def next_seq(self) -> int:
+        """The ordinal of the next turn of this chat (1-based; older logs' turns count too)."""
+        return self.turns + 1
 
     @event("AgentTurnRequested")
     def request_turn(self, turn_id: str, chat_jid: str, group_folder: str, is_main: bool, channel: str, prompt: str,
                      message_ids: list[str], previous_cursor: str, cursor: str, omitted: int = 0,
                      session_id: str | None = None, cursor_ids: list[str] | None = None,
-                     batch_limit: int | None = None) -> None:
+                     batch_limit: int | None = None, seq: int | None = None) -> None:
         self.cursor = cursor
         self.cursor_ids = cursor_ids
+        self.turns = seq if seq is not None else self.turns + 1
 
     @event("AgentInputAppended")
     def append_input(self, run_id: str, chat_jid: str, group_folder: str, prompt: str, message_ids: list[str],

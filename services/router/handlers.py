@@ -80,7 +80,8 @@ async def _route(group: Group, deps: RouterDeps, *, seed: str, trigger_on: list[
         conv.request_turn(turn_id=str(uuid.uuid5(_TURN_NS, seed if n == 0 else f"{seed}:{n}")), chat_jid=group.jid,
                           group_folder=group.folder, is_main=group.is_main, channel=channel,
                           prompt=prompt, message_ids=[m.id for m in batch],
-                          previous_cursor=conv.cursor, cursor=cursor, cursor_ids=cursor_ids, batch_limit=limit)
+                          previous_cursor=conv.cursor, cursor=cursor, cursor_ids=cursor_ids, batch_limit=limit,
+                          seq=conv.next_seq)  # the chat's turn order, which the queue keeps (docs/agent-runs.md)
     emit = Emit.of(conv)
     return [emit, *told] if emit else []
 

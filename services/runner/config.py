@@ -66,6 +66,10 @@ class RunnerConfig(BaseModel):
         timeout_ms: hard timeout base; a group's ``container_config["timeout"]`` overrides it (see
             :meth:`hard_timeout_ms`).
         stop_grace_s: seconds between the graceful stop (SIGTERM) and the kill.
+        close_grace_s: how long a run asked to close (``RunCloseRequested``) has to end: the close is sent again
+            every second until the agent takes it (it may not be subscribed yet, e.g. just after a nats-server
+            restart), and a run still alive after this is stopped (``stop_grace_s`` more, then killed). Keep
+            ``close_grace_s + stop_grace_s`` below ``queue.close_timeout_ms`` (the queue's own deadline).
         mount_allowlist: the extra-mount allowlist (kept outside the project; never mounted).
         max_output_bytes: cap on the stdout and on the stderr kept for the run log, each.
         user: ``uid:gid`` the sandbox runs as; never root. Its writable mounts (group folder, session dir) must
@@ -96,6 +100,7 @@ class RunnerConfig(BaseModel):
     tmp_size: str = "64m"
     timeout_ms: int = Field(1_800_000, ge=1)
     stop_grace_s: int = Field(10, ge=0, le=300)
+    close_grace_s: float = Field(15, gt=0, le=600)
     mount_allowlist: Path = Path("~/.config/nanoclaw/mount-allowlist.json")
     max_output_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     user: str = Field("1000:1000", pattern=r"^[0-9]+(:[0-9]+)?$")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from events.catalogue.agent import AgentInputDelivered, AgentInputReturned, AgentRunFinished
-from events.catalogue.queue import RunCloseRequested, RunDispatched, RunInputPiped
+from events.catalogue.queue import RunCloseRequested, RunCloseTimedOut, RunDispatched, RunInputPiped
 from services.harness.service import Delivery, Emit
 from services.runner.runs import GroupInfo, RunManager
 
@@ -77,6 +77,14 @@ async def on_input_piped(d: Delivery, deps: RunnerDeps) -> list[Emit]:
 async def on_close_requested(d: Delivery, deps: RunnerDeps) -> list[Emit]:
     req: RunCloseRequested = d.payload  # type: ignore[assignment]
     await deps.manager.close(req.run_id)
+    return []
+
+
+async def on_close_timed_out(d: Delivery, deps: RunnerDeps) -> list[Emit]:
+    """The queue stopped waiting for the run to end and freed its group: a sandbox still running must stop now,
+    or the group's next run would share its workspace with it."""
+    expired: RunCloseTimedOut = d.payload  # type: ignore[assignment]
+    await deps.manager.stop(expired.run_id, "the queue released the run: it did not end after its close")
     return []
 
 

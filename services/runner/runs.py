@@ -40,6 +40,7 @@ log = logging.getLogger("nanoclaw.runner")
 # v1 runAgent: these errors mean the stored session cannot be resumed; the next run starts fresh.
 _LOST_SESSION = re.compile(r"no conversation found|ENOENT.*\.jsonl|session.*not found", re.IGNORECASE)
 _INPUT_TIMEOUT_S = 5.0
+_CLOSE_RETRY_S = 1.0  # between close attempts the agent did not take
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class ActiveRun:
     task: asyncio.Task | None = None
     inputs: asyncio.Lock = field(default_factory=asyncio.Lock)  # piped turns go in one at a time, in order
     taken: set[str] = field(default_factory=set)  # pipes the agent took (a redelivered pipe is not sent again)
+    closer: asyncio.Task | None = None  # sees the close through (:meth:`RunManager.close`)
+    stopped: str | None = None  # why the runner stopped the sandbox itself after a close (None: it did not)
 
 
 @dataclass
@@ -163,6 +166,11 @@ class RunManager:
                                       max_output_bytes=self.config.max_output_bytes, group=d.group_folder,
                                       is_main=d.is_main)
             status, error, duration = outcome.status, outcome.error, outcome.duration_ms
+            if run.stopped and status != "succeeded":
+                # stopped after a close the agent did not act on: with output, that is v1's idle clean-up (the
+                # hard timeout after output is a success too); without any, the run failed, and says why
+                status = "succeeded" if run.outputs else "failed"
+                error = None if run.outputs else f"{run.stopped} ({error})"
         except Exception as exc:  # noqa: BLE001 - whatever happened, the run must finish (the queue waits)
             log.exception("run %s crashed", d.run_id)
             status, error, duration = "failed", f"runner error: {type(exc).__name__}: {exc}", None
@@ -217,14 +225,53 @@ class RunManager:
             return ok, reason
 
     async def close(self, run_id: str) -> None:
-        """Ask the agent to finish its current query and exit (v1 ``_close``)."""
+        """Ask the agent to finish its current query and exit (v1 ``_close``), and see that it does: a close
+        the agent does not take (no responder: it has not resubscribed after a nats-server restart; a timeout)
+        is sent again every second, and a run still alive ``close_grace_s`` after the close is stopped, so its
+        ``AgentRunFinished`` always comes and the queue frees the group. Returns at once (the close goes on in
+        the background; a repeat while it does changes nothing)."""
         run = self.active.get(run_id)
         if run is None or run.closing:
             return
         run.closing = True
-        ok, reason = await self._request(run, {"type": "close"})
-        if not ok:
-            log.info("close of run %s not taken (%s); the hard timeout ends it", run_id, reason)
+        run.closer = asyncio.create_task(self._see_close_through(run), name=f"close-{run_id}")
+
+    async def _see_close_through(self, run: ActiveRun) -> None:
+        loop = asyncio.get_running_loop()
+        grace = self.config.close_grace_s
+        deadline = loop.time() + grace
+        taken = False
+        while self._alive(run) and loop.time() < deadline:
+            if run.task is None:  # close came while the run was being started
+                await asyncio.sleep(0.05)
+                continue
+            if not taken:
+                taken, reason = await self._request(run, {"type": "close"})
+                if not taken:
+                    log.info("close of run %s not taken (%s); trying again", run.dispatch.run_id, reason)
+            left = deadline - loop.time()
+            if left > 0 and self._alive(run):
+                await asyncio.wait({run.task}, timeout=left if taken else min(left, _CLOSE_RETRY_S))
+        if self._alive(run):
+            await self.stop(run.dispatch.run_id, f"the agent did not end within {grace:g} s of its close")
+
+    def _alive(self, run: ActiveRun) -> bool:
+        return self.active.get(run.dispatch.run_id) is run and not (run.task is not None and run.task.done())
+
+    async def stop(self, run_id: str, why: str) -> None:
+        """Stop the run's sandbox now (``stop_grace_s``, then killed); its ``AgentRunFinished`` follows as for any
+        run that ends. Used when a close is not acted on, and when the queue gave up waiting
+        (``RunCloseTimedOut``). No-op for a run not live here."""
+        run = self.active.get(run_id)
+        if run is None:
+            return
+        run.closing = True
+        run.stopped = run.stopped or why
+        log.warning("run %s: %s; stopping its sandbox %s", run_id, why, run.name)
+        try:
+            await self.backend.stop(run.name, self.config.stop_grace_s)
+        except Exception as exc:  # noqa: BLE001 - the hard timeout still ends it; the queue's deadline frees the group
+            log.error("could not stop the sandbox %s of run %s: %s", run.name, run_id, exc)
 
     async def _request(self, run: ActiveRun, body: dict[str, Any]) -> tuple[bool, str]:
         try:
@@ -242,6 +289,9 @@ class RunManager:
         """The service is stopping. Sandboxes are detached, as v1 does (a restart's recovery stops them and
         finishes their runs as interrupted), except host processes, which cannot outlive us: those are stopped
         and their runs finished now."""
+        for r in self.active.values():
+            if r.closer is not None:
+                r.closer.cancel()  # a restarted runner's recovery ends these runs
         if self.backend.kind != "process":
             return
         runs = list(self.active.values())

@@ -73,7 +73,8 @@ def build(ctx: ServiceContext) -> Service:
     return Service(
         "runner",
         handlers={"RunDispatched": handlers.on_dispatched, "RunInputPiped": handlers.on_input_piped,
-                  "RunCloseRequested": handlers.on_close_requested},
+                  "RunCloseRequested": handlers.on_close_requested,
+                  "RunCloseTimedOut": handlers.on_close_timed_out},
         deps=deps,
         readmodel=readmodel,
         on_start=start,

@@ -49,11 +49,12 @@ class QueueDriver:
     # -- triggers -----------------------------------------------------------------------------------------
 
     async def turn(self, jid: str, n: int = 1, prompt: str | None = None, messages: int = 1,
-                   batch_limit: int | None = 10) -> list[EventPayload]:
+                   batch_limit: int | None = 10, seq: int | None = None) -> list[EventPayload]:
+        """Turn ``n`` of ``jid``; ``seq``: its ordinal in the chat as the router numbers them (None: older logs)."""
         ids = [f"m{n}"] if messages == 1 else [f"m{n}.{i}" for i in range(messages)]
         t = AgentTurnRequested(turn_id=f"{jid}/t{n}", chat_jid=jid, group_folder=folder(jid), channel="whatsapp",
                                prompt=prompt or f"prompt {n}", message_ids=ids, previous_cursor="", cursor="",
-                               batch_limit=batch_limit)
+                               batch_limit=batch_limit, seq=seq)
         return (await self.publish(jid, t))[1]
 
     async def task(self, jid: str, task_id: str, n: int = 1) -> list[EventPayload]:

@@ -132,9 +132,11 @@ async def test_a_reload_from_the_log_reproduces_the_state():
 
 def test_the_queue_section_is_validated():
     assert QueueConfig().model_dump() == {"max_concurrent": 5, "max_retries": 5, "base_retry_ms": 5000,
-                                          "idle_timeout_ms": 1_800_000, "task_close_delay_ms": 10_000}
+                                          "idle_timeout_ms": 1_800_000, "task_close_delay_ms": 10_000,
+                                          "close_timeout_ms": 120_000, "turn_gap_timeout_ms": 60_000}
     assert [QueueConfig().retry_delay_ms(n) for n in range(1, 6)] == [5000, 10000, 20000, 40000, 80000]
-    for bad in ({"max_concurrent": 0}, {"max_concurent": 3}, {"base_retry_ms": 0}):
+    for bad in ({"max_concurrent": 0}, {"max_concurent": 3}, {"base_retry_ms": 0},
+                {"close_timeout_ms": 10}):
         with pytest.raises(ValidationError):
             QueueConfig.model_validate(bad)
 

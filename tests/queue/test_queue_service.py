@@ -19,9 +19,9 @@ from tests.support import eventually, has_at_least
 A, B, C = "a@g.us", "b@g.us", "c@g.us"
 
 
-async def request_turn(store, jid: str, turn_id: str, msg_id: str | None = None) -> None:
+async def request_turn(store, jid: str, turn_id: str, msg_id: str | None = None, seq: int | None = None) -> None:
     turn = AgentTurnRequested(turn_id=turn_id, chat_jid=jid, group_folder=folder(jid), channel="whatsapp",
-                              prompt=f"prompt {turn_id}", message_ids=["m"], previous_cursor="", cursor="c")
+                              prompt=f"prompt {turn_id}", message_ids=["m"], previous_cursor="", cursor="c", seq=seq)
     await append_emit(store, Emit.append(jid, turn), source="router", msg_id=msg_id or f"turn:{turn_id}")
 
 
@@ -128,3 +128,29 @@ async def test_a_run_that_failed_on_the_claude_credential_is_abandoned_at_once_w
     assert (abandoned.chat_jid, abandoned.run_id, abandoned.attempts) == (A, a1, 1)
     assert "credential rejected (HTTP 401)" in abandoned.reason
     assert [r.chat_jid for r in await events_of(js_store, "RunRetryScheduled")] == [B]
+
+
+async def test_a_turn_a_killed_queue_had_fetched_but_not_acked_still_goes_before_the_later_turns(js_store, nc, tmp_path):
+    """Found by the fault campaign: after a queue SIGKILL, the turn the dead queue had fetched comes back only
+    after the ack wait, while the restarted queue already receives the chat's next turn. The later turn must wait
+    (the turns carry their ordinal in the chat) and both go to the model in the router's order."""
+    clock = FakeClock()
+    ctx = context(nc, js_store, settings(tmp_path))
+    async with running(partial(build, clock=clock), ctx) as runner:
+        await request_turn(js_store, A, f"{A}/t1", seq=1)
+        await eventually(lambda: has_at_least(dispatched(js_store), 1))
+        await finish(js_store, A, message_run_id(f"{A}/t1"))
+        await eventually(lambda: settled(runner))
+    await request_turn(js_store, A, f"{A}/t2", seq=2)
+    await request_turn(js_store, A, f"{A}/t3", seq=3)
+    # The queue that is about to die fetches turn 2 from its consumer and never acks it.
+    dying = await nc.jetstream().pull_subscribe_bind("svc_queue", stream="NC_EVENTS")
+    [fetched] = await dying.fetch(1, timeout=5)
+    assert f"{A}/t2".encode() in fetched.data
+    await dying.unsubscribe()
+    async with running(partial(build, clock=clock), ctx) as runner:
+        await eventually(lambda: has_at_least(dispatched(js_store), 2))  # after the ack wait brought turn 2 back
+        await eventually(lambda: settled(runner))
+    first, second = await dispatched(js_store)
+    assert second.turn_ids == [f"{A}/t2", f"{A}/t3"]
+    assert len(await events_of(js_store, "RunDispatched")) == 2

@@ -79,6 +79,7 @@ async def test_the_main_group_needs_no_trigger_and_the_cursor_advances_turn_by_t
     first, second = await turns(js_store)
     assert first.message_ids == ["m1"] and second.message_ids == ["m2"]
     assert second.previous_cursor == first.cursor
+    assert (first.seq, second.seq) == (1, 2)  # the chat's turn order, which the queue keeps
 
 
 async def test_a_redelivered_whatsapp_message_is_one_event_and_one_turn(js_store, nc, tmp_path):
@@ -103,6 +104,7 @@ async def test_more_pending_messages_than_the_cap_go_to_the_model_in_consecutive
     assert first.message_ids == ["m0", "m1", "m2"] and second.message_ids == ["m3", "m4", "m9"]
     assert first.cursor == "2026-03-01T10:02:00.000Z" and second.previous_cursor == first.cursor
     assert (first.omitted, second.omitted, first.batch_limit) == (0, 0, 3)
+    assert (first.seq, second.seq) == (1, 2)  # turns of one commit are numbered in order too
     assert "omitted_messages" not in first.prompt + second.prompt and first.prompt.count("<message ") == 3
 
 

@@ -11,7 +11,7 @@ import nats
 import pytest
 from pydantic import SecretStr
 
-from events.catalogue.queue import RunCloseRequested, RunDispatched, RunInputPiped
+from events.catalogue.queue import RunCloseRequested, RunCloseTimedOut, RunDispatched, RunInputPiped
 from events.store.jetstream import JetStreamEventStore
 from events.store.streams import StreamSettings, ensure_streams
 from services.harness.config import Credentials
@@ -42,7 +42,16 @@ AGENT = textwrap.dedent('''
                 done.set()
             else:
                 mark(status="success", result="echo: " + body["text"], newSessionId="s-1")
+        if spec["prompt"] == "deaf":  # never takes input or a close (cut off from the bus)
+            mark(status="success", result="deaf", newSessionId="s-1")
+            await asyncio.Event().wait()
+        if spec["prompt"] == "late":  # answers, then subscribes only 2.5 s later (as after a nats-server restart)
+            mark(status="success", result="late", newSessionId="s-1")
+            await asyncio.sleep(2.5)
         await nc.subscribe(n["input_subject"], cb=on_input)
+        if spec["prompt"] == "late":
+            await done.wait()
+            return
         if spec["prompt"] == "lost-session":
             mark(status="error", result=None, error="No conversation found with session ID " + str(spec["session_id"]))
             sys.exit(1)
@@ -176,4 +185,45 @@ async def test_after_a_restart_a_started_run_finishes_as_interrupted_and_a_waiti
     finished = {f.run_id: f for f in await events_of(store, "AgentRunFinished")}
     assert finished["r1"].interrupted and finished["r1"].status == "failed" and finished["r1"].output_delivered
     assert [s.run_id for s in await events_of(store, "AgentRunStarted")] == ["r1", "r2"]
+    await nc.close()
+
+
+async def test_a_close_the_agent_cannot_take_yet_is_sent_again_until_it_does(server, tmp_path, agent_script):
+    """Found by the fault campaign: after a nats-server restart the idle agent had not resubscribed, the one close
+    got no responder, and the run (and its group) stayed open until the hard timeout."""
+    nc, store, ctx = await bus(server, tmp_path)
+    async with running(build_with(agent_script), ctx):
+        await append_emit(store, dispatch("r1", prompt="late"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await append_emit(store, close("r1"), source="queue", msg_id="c1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1), timeout=15)
+    [fin] = await events_of(store, "AgentRunFinished")
+    assert (fin.run_id, fin.status, fin.error) == ("r1", "succeeded", None)  # it took the close and exited
+    await nc.close()
+
+
+async def test_a_run_that_never_takes_its_close_is_stopped_after_the_close_grace(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path, close_grace_s=2, stop_grace_s=1)
+    async with running(build_with(agent_script), ctx) as runner:
+        await append_emit(store, dispatch("r1", prompt="deaf"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await append_emit(store, close("r1"), source="queue", msg_id="c1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1), timeout=15)
+        assert runner.service.deps.manager.active == {}
+    [fin] = await events_of(store, "AgentRunFinished")
+    assert (fin.run_id, fin.status) == ("r1", "succeeded")  # it had answered: v1's idle clean-up
+    await nc.close()
+
+
+async def test_a_run_the_queue_released_after_its_close_deadline_is_stopped_at_once(server, tmp_path, agent_script):
+    nc, store, ctx = await bus(server, tmp_path, close_grace_s=600)
+    async with running(build_with(agent_script), ctx):
+        await append_emit(store, dispatch("r1", prompt="deaf"), source="queue", msg_id="d1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentOutputProduced"), 1))
+        await append_emit(store, close("r1"), source="queue", msg_id="c1")
+        await append_emit(store, Emit.append("default", RunCloseTimedOut(
+            run_id="r1", chat_jid="http:shop", group_folder="shop", waited_ms=120_000)), source="queue", msg_id="x1")
+        await eventually(lambda: has_at_least(events_of(store, "AgentRunFinished"), 1), timeout=15)
+    [fin] = await events_of(store, "AgentRunFinished")
+    assert fin.run_id == "r1"
     await nc.close()
