@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from events.catalogue import payload_class
 from events.catalogue.agent import AgentInputDelivered
 from events.catalogue.base import EventPayload
+from events.catalogue.queue import RunQueueOpened
 from events.catalogue.router import ConversationStarted, GroupUpdated
 from events.envelope import AggregateRef, Commit, new_commit
 from events.store.jetstream import JetStreamEventStore
@@ -53,15 +54,20 @@ STEP_TIMEOUT_S = 60.0
 
 def barrier_payloads(n: int) -> list[EventPayload]:
     """One valid event per barrier aggregate: together every consumer in :data:`CONSUMERS` receives one it does
-    not handle (``AgentInputDelivered``: gateway, router, queue, scheduler; ``ConversationStarted``: queue,
-    runner; ``GroupUpdated``: governance)."""
+    not handle (``AgentInputDelivered``: gateway, router, queue, scheduler; ``ConversationStarted``: queue;
+    ``RunQueueOpened`` on an aggregate of its own: runner; ``GroupUpdated``: governance)."""
     return [AgentInputDelivered(run_id=f"barrier-{n}", chat_jid="fuzz:barrier", group_folder="barrier", message_ids=[]),
             ConversationStarted(chat_jid=f"fuzz:barrier-{n}"),
+            RunQueueOpened(),
             GroupUpdated(jid=f"fuzz:barrier-{n}")]
 
 
 def owner(subject: str) -> str:
-    """The service whose own credentials may publish on ``subject`` (natsperms.SERVICE_ACCESS)."""
+    """The service whose own credentials may publish on ``subject`` (natsperms.SERVICE_ACCESS; every service also
+    writes its own dead letters on ``nc.evt.system.deadletter.<service>.…``)."""
+    parts = subject.split(".")
+    if parts[2:4] == ["system", "deadletter"] and parts[4] in SERVICE_ACCESS:
+        return parts[4]
     for name, access in SERVICE_ACCESS.items():
         if any(subject_matches(p, subject) for p in access.emits):
             return name
