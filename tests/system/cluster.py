@@ -30,8 +30,6 @@ from events.store.jetstream import JetStreamEventStore
 from events.store.streams import StreamSettings, ensure_streams
 from services.harness.natsperms import ADMIN, inbox_prefix
 from services.harness.natsserver import find_nats_server, free_port
-from services.queue.config import QueueConfig
-from services.runner.config import RunnerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 NANOCLAW = [sys.executable, "-m", "services.cli.main"]
@@ -93,7 +91,7 @@ class NatsProcess:
 
 @dataclass
 class Options:
-    """What the services are configured with. ``idle_timeout_ms``: the runner's idle close (above the stuck
+    """What the services are configured with. ``idle_timeout_ms``: the queue's idle close (above the stuck
     threshold, so a turn waiting on it shows as stuck); ``ack_wait_s``: redelivery after a crash."""
 
     idle_timeout_ms: int = 60_000
@@ -121,10 +119,6 @@ class Cluster:
     # --- processes ------------------------------------------------------------------------------------------
     def env(self, name: str) -> dict[str, str]:
         o = self.options
-
-        def idle(section: type) -> dict[str, int]:
-            # Whichever section owns the idle timeout in this version (the run lifecycle is moving to the queue).
-            return {"idle_timeout_ms": o.idle_timeout_ms} if "idle_timeout_ms" in section.model_fields else {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("NANOCLAW_")}
         env.update({
             "PYTHONPATH": str(REPO), "NANOCLAW_DATA_DIR": str(self.data_dir(name)), "NANOCLAW_TIMEZONE": "UTC",
@@ -133,8 +127,8 @@ class Cluster:
             "NANOCLAW_HARNESS": json.dumps({"ack_wait_s": o.ack_wait_s}),
             "NANOCLAW_CHANNELS": json.dumps({"http": {"port": self.http_port}}),
             "NANOCLAW_QUEUE": json.dumps({"max_concurrent": o.max_concurrent, "base_retry_ms": o.base_retry_ms,
-                                          "max_retries": o.max_retries, **idle(QueueConfig)}),
-            "NANOCLAW_RUNNER": json.dumps({"backend": "process", **idle(RunnerConfig),
+                                          "max_retries": o.max_retries, "idle_timeout_ms": o.idle_timeout_ms}),
+            "NANOCLAW_RUNNER": json.dumps({"backend": "process",
                                            "model_proxy_url": f"http://127.0.0.1:{self.proxy_port}",
                                            "agent_command": FAKE_AGENT}),
             "NANOCLAW_BROKER": json.dumps({"model_proxy": {"port": self.proxy_port, "upstream_url": self.stub_url}}),

@@ -30,29 +30,10 @@ from pathlib import Path
 import aiohttp
 import nats
 
-from sandbox.agent.protocol import OUTPUT_END, OUTPUT_START, ContainerInput, InputError, MarkerWriter, parse_input
+from sandbox.agent.protocol import ContainerInput, InputError, MarkerWriter, parse_input
 
 log = logging.getLogger("fake_agent")
 
-
-class Markers(MarkerWriter):
-    """The protocol's markers with ``idle`` on each block: true on the one that ends a query (the agent waits for
-    input), false on results. A runner that does not read ``idle`` ignores it (unknown marker keys are)."""
-
-    def write(self, status: str, result: str | None, session_id: str | None, error: str | None = None,
-              idle: bool = False) -> None:
-        body = json.dumps({"status": status, "result": result, "newSessionId": session_id, "error": error,
-                           "idle": idle}, ensure_ascii=False)
-        block = f"{OUTPUT_START}\n{body}\n{OUTPUT_END}\n".encode()
-        with self._lock:
-            self._stream.write(block)
-            self._stream.flush()
-
-    def success(self, result: str | None, session_id: str | None, idle: bool = False) -> None:
-        self.write("success", result, session_id, idle=idle)
-
-    def error(self, error: str, session_id: str | None) -> None:
-        self.write("error", None, session_id, error)
 CONTROL, COUNTER = ".fake-agent.json", ".fake-agent.runs"
 SESSION = "fake-session"
 
@@ -110,7 +91,7 @@ async def ask_model_once(session: aiohttp.ClientSession, inp: ContainerInput, te
 
 
 class Agent:
-    def __init__(self, inp: ContainerInput, out: Markers) -> None:
+    def __init__(self, inp: ContainerInput, out: MarkerWriter) -> None:
         self.inp, self.out = inp, out
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.busy = self.closing = False
@@ -162,7 +143,7 @@ class Agent:
                 self.out.success(None, SESSION, idle=True)  # the query is over
 
 
-async def run(inp: ContainerInput, out: Markers) -> int:
+async def run(inp: ContainerInput, out: MarkerWriter) -> int:
     latency, fail = next_behaviour(Path.cwd())
     await asyncio.sleep(latency)
     agent = Agent(inp, out)
@@ -193,7 +174,7 @@ async def run(inp: ContainerInput, out: Markers) -> int:
 
 
 def main() -> int:
-    out = Markers.take_stdout()
+    out = MarkerWriter.take_stdout()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     try:
         inp = parse_input(sys.stdin.buffer.read())
