@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -22,7 +21,7 @@ class _ServiceGroup(TyperGroup):
     """``nanoclaw service router`` keeps meaning ``nanoclaw service run router``: a first word that is not a
     subcommand is a service name (no service is called ``install``, ``uninstall`` or ``run``)."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["run", *args]
         return super().resolve_command(ctx, args)

@@ -218,7 +218,9 @@ def test_a_too_short_run_token_key_stops_up_with_one_clear_line(tmp_path):
 
 
 def test_doctor_says_plainly_that_the_bus_is_not_running_instead_of_counting_streams(tmp_path):
-    result = cli(["doctor"], tmp_path)
+    # a credential and an unreachable upstream: the only warnings left are the bus and "cannot check"
+    result = cli(["doctor"], tmp_path, {"NANOCLAW_CRED_ANTHROPIC_API_KEY": "sk-ant-test-not-called",
+                                        "NANOCLAW_BROKER": '{"model_proxy": {"upstream_url": "http://127.0.0.1:1"}}'})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "! bus: NOT running: no `nanoclaw up` on" in result.stdout and "start it with `nanoclaw up`" in result.stdout
     assert "streams" not in result.stdout

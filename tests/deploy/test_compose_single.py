@@ -118,8 +118,12 @@ async def test_a_runner_killed_mid_turn_answers_the_turn_once_after_restart(sing
 
     seen = await wait_events(single, lambda s: count(s, "AgentRunFinished", "crash") >= 1)
     assert len([d for t, d in seen if t == "MessageReceived" and "survive a crash" in str(d)]) == 1
-    # The interrupted run failed before any output: the queue's retry (v1 scheduleRetry) asked for the turn again.
-    assert count(seen, "RunRetryScheduled", "crash") == 1 and count(seen, "AgentTurnRequested", "crash") == 2
+    # The interrupted run failed before any output: the queue's retry (v1 scheduleRetry) dispatched the same turn
+    # again, as a new run (the router asks once; docs/agent-runs.md, "Run lifecycle: one owner, the queue").
+    assert count(seen, "RunRetryScheduled", "crash") == 1 and count(seen, "AgentTurnRequested", "crash") == 1
+    dispatched = [d for t, d in seen if t == "RunDispatched" and d["group_folder"] == "crash"]
+    assert len(dispatched) == 2 and dispatched[0]["turn_ids"] == dispatched[1]["turn_ids"]
+    assert dispatched[0]["run_id"] != dispatched[1]["run_id"] and dispatched[1]["attempt"] == 1
     finished = [d for t, d in seen if t == "AgentRunFinished" and d["group_folder"] == "crash"]
     assert [d.get("interrupted") for d in finished] == [True]  # the re-run is still open, waiting for follow-ups
     started = [d["container"] for t, d in seen if t == "AgentRunStarted" and d["group_folder"] == "crash"]
