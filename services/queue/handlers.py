@@ -11,7 +11,7 @@ already queued, so a redelivered or duplicated trigger never starts a second run
 | ``TaskRunRequested`` | dedup by task id; ``RunQueued``; ``RunCloseRequested`` if the group's run idles; dispatch |
 | ``AgentOutputProduced`` (success, ``idle`` not false, active run) | ``RunIdled``; then waiting turns are piped, or the run closed for a waiting task or slot |
 | ``AgentInputReturned`` (unanswered turns of the active run) | ``RunInputRequeued`` + ``RunCloseRequested`` |
-| ``AgentRunFinished`` (active run) | ``RunReleased``; failed message run → ``RunRetryScheduled`` or ``RunAbandoned`` (at once when the credential failed: retry_policy.py); drain |
+| ``AgentRunFinished`` (active run) | ``RunReleased``; failed message run → ``RunRetryScheduled`` or ``RunAbandoned`` (at once when the credential failed: retry_policy.py) for the turns it left unanswered (a piped turn it answered before dying counts as answered: answered.py); drain |
 
 Idle runs are closed by the queue's timer (:mod:`services.queue.timers`), never by the runner; the same timer gives
 up on a run that does not end after its close (``RunCloseTimedOut``) and on a turn order gap (``TurnGapSkipped``).
@@ -30,6 +30,7 @@ from services.harness.clock import Clock
 from services.harness.logging import get_logger
 from services.harness.service import Delivery, Emit
 from services.queue import retry_policy
+from services.queue.answered import answered_turns
 from services.queue.config import QueueConfig
 from services.queue.runqueue import QUEUE_ID, RunQueue
 
@@ -108,12 +109,14 @@ async def on_run_finished(d: Delivery, deps: QueueDeps) -> list[Emit]:
     fin: AgentRunFinished = d.payload  # type: ignore[assignment]
     queue = await _load(deps, create=False)
     cfg = deps.config
-    final = await retry_policy.not_retryable(deps.repository.store, fin.run_id) if fin.status != "succeeded" else None
+    failed = fin.status != "succeeded"
+    final = await retry_policy.not_retryable(deps.repository.store, fin.run_id) if failed else None
+    answered_ids = await answered_turns(deps.repository.store, fin.run_id) if failed else set()
     if queue is None or not queue.finish(run_id=fin.run_id, chat_jid=fin.chat_jid, status=fin.status,
                                          output_delivered=fin.output_delivered, interrupted=fin.interrupted,
                                          error=final or fin.error, now=deps.clock.now(),
                                          max_retries=0 if final else cfg.max_retries,
-                                         retry_delay_ms=cfg.retry_delay_ms):
+                                         retry_delay_ms=cfg.retry_delay_ms, answered_turn_ids=answered_ids):
         log.info("finished run is not active here; ignored", run_id=fin.run_id, chat_jid=fin.chat_jid)
         return []
     queue.drain(cfg.max_concurrent, first=fin.chat_jid)

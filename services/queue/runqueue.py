@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from eventsourcing.domain import event
 
@@ -304,13 +304,15 @@ class RunQueue(NcAggregate):
 
     def finish(self, *, run_id: str, chat_jid: str, status: str, output_delivered: bool, interrupted: bool,
                error: str | None, now: datetime, max_retries: int,
-               retry_delay_ms: Callable[[int], int]) -> bool:
+               retry_delay_ms: Callable[[int], int], answered_turn_ids: Collection[str] = ()) -> bool:
         """The group's active run ended: free its slot, then retry or abandon a failed message run (v1
         runForGroup/scheduleRetry). ``retry_delay_ms(attempt)`` gives the backoff. A message run failed when it
         did not succeed and left turns unanswered; the turns it answered are done (v1: a failure after output
         reached the user counts as handled), the unanswered ones go back to the group: after the backoff when it
         failed, at once when it succeeded. An interrupted task run is re-queued once. Returns False for a run
-        that is not the group's active one (already finished, or never dispatched here)."""
+        that is not the group's active one (already finished, or never dispatched here).
+        ``answered_turn_ids``: piped turns the run answered with user-facing output before it ended without an
+        idle marker (:mod:`services.queue.answered`); they and the turns before them are answered too."""
         g = self.groups.get(chat_jid)
         active = g.active if g else None
         if g is None or active is None or active.run_id != run_id:
@@ -321,6 +323,9 @@ class RunQueue(NcAggregate):
             # v1 counts a run that succeeded, or whose output reached the user, as handled: its dispatched turns
             # are answered even without an idle marker (an agent that sends none); piped ones only when answered
             answered = max(answered, len(active.turns) - len(self._piped_turns(active)))
+        for i, turn in enumerate(active.turns):
+            if turn.turn_id is not None and turn.turn_id in answered_turn_ids:
+                answered = max(answered, i + 1)
         left = active.turns[answered:]
         failed = status != "succeeded" and (bool(left) if spec.kind == "message" else not output_delivered)
         if spec.kind == "task" and interrupted and not spec.rerun and not self._task_pending(chat_jid, spec.task_id):

@@ -154,3 +154,47 @@ async def test_a_turn_a_killed_queue_had_fetched_but_not_acked_still_goes_before
     first, second = await dispatched(js_store)
     assert second.turn_ids == [f"{A}/t2", f"{A}/t3"]
     assert len(await events_of(js_store, "RunDispatched")) == 2
+
+
+async def test_a_piped_turn_answered_before_the_run_died_is_not_retried_while_one_it_only_took_is(js_store, nc, tmp_path):
+    """Found by the long fault campaign: the runner was SIGKILLed after the agent's reply to a piped turn went
+    out but before its idle marker; the queue retried that turn and the person got the answer twice (v1: no
+    retry once output reached the user). A turn the agent only took, with no answer yet, is still retried."""
+    from events.catalogue.agent import AgentInputDelivered, AgentOutputProduced
+
+    async def run_events(jid: str, run_id: str, *payloads) -> None:
+        for i, payload in enumerate(payloads):
+            await append_emit(js_store, Emit.append(run_id, payload), source="runner", msg_id=f"{run_id}:{i}")
+
+    def output(jid: str, run_id: str, text: str | None, idle: bool) -> AgentOutputProduced:
+        return AgentOutputProduced(run_id=run_id, chat_jid=jid, group_folder=folder(jid), text=text, idle=idle)
+
+    def taken(jid: str, run_id: str, turn_id: str) -> AgentInputDelivered:
+        return AgentInputDelivered(run_id=run_id, chat_jid=jid, group_folder=folder(jid), message_ids=["m"],
+                                   turn_ids=[turn_id])
+
+    async with running(partial(build, clock=FakeClock()), context(nc, js_store, settings(tmp_path))) as runner:
+        for jid in (A, B):
+            await request_turn(js_store, jid, f"{jid}/t1", seq=1)
+        await eventually(lambda: has_at_least(dispatched(js_store), 2))
+        runs = {jid: message_run_id(f"{jid}/t1") for jid in (A, B)}
+        for jid, run_id in runs.items():
+            await run_events(jid, run_id, output(jid, run_id, "answer 1", False), output(jid, run_id, None, True))
+        await eventually(lambda: has_at_least(events_of(js_store, "RunIdled"), 2))
+        for jid in (A, B):
+            await request_turn(js_store, jid, f"{jid}/t2", seq=2)
+        await eventually(lambda: has_at_least(events_of(js_store, "RunInputPiped"), 2))
+        # A's agent took turn 2 and its answer went out; B's took it and died before answering. No idle marker.
+        await append_emit(js_store, Emit.append(runs[A], taken(A, runs[A], f"{A}/t2")), source="runner", msg_id="a-t2")
+        await append_emit(js_store, Emit.append(runs[A], output(A, runs[A], "<internal>x</internal>answer 2", False)),
+                          source="runner", msg_id="a-o2")
+        await append_emit(js_store, Emit.append(runs[B], taken(B, runs[B], f"{B}/t2")), source="runner", msg_id="b-t2")
+        await append_emit(js_store, Emit.append(runs[B], output(B, runs[B], "<internal>thinking</internal>", False)),
+                          source="runner", msg_id="b-o2")  # nothing of it reaches the user
+        for jid in (A, B):
+            await finish(js_store, jid, runs[jid], status="failed")
+        await eventually(lambda: has_at_least(events_of(js_store, "RunReleased"), 2))
+        await eventually(lambda: settled(runner))
+    released = {r.chat_jid: r.outcome for r in await events_of(js_store, "RunReleased")}
+    assert released == {A: "succeeded", B: "failed"}
+    assert [r.chat_jid for r in await events_of(js_store, "RunRetryScheduled")] == [B]
