@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"events", "projections", "services", "sandbox", "deploy", "tests", "bench", "examples"}
 RUNTIME_TREES = ["events", "projections", "services", "deploy", "sandbox"]
+DEV_TREES = ["tests", "bench", "examples"]  # installed with every extra (scripts/bootstrap.sh)
 # Extras: code under these paths may also import the extra's packages (they run where the extra is installed).
 EXTRA_FOR_PATH = {"services/gateway/whatsapp": "whatsapp", "sandbox/agent": "agent"}
 # Declared for what they ship, not for an import: the nats-server binary.
@@ -60,8 +61,8 @@ def _distributions(top: str) -> set[str]:
     return {d.lower().replace("_", "-") for d in _installed().get(top, [])}
 
 
-def _sources() -> list[Path]:
-    return [p for tree in RUNTIME_TREES for p in sorted((REPO / tree).rglob("*.py"))]
+def _sources(trees: list[str] = RUNTIME_TREES) -> list[Path]:
+    return [p for tree in trees for p in sorted((REPO / tree).rglob("*.py"))]
 
 
 def test_every_third_party_import_in_the_runtime_code_is_a_declared_dependency():
@@ -84,3 +85,11 @@ def test_every_declared_runtime_dependency_is_imported_somewhere():
     runtime, _ = _declared()
     used = {d for path in _sources() for top in _imports(path) for d in _distributions(top)}
     assert sorted(runtime - used - NOT_IMPORTED) == []
+
+
+def test_tests_benchmarks_and_examples_import_only_what_some_extra_declares():
+    runtime, extras = _declared()
+    allowed = runtime.union(*extras.values())
+    undeclared = [f"{p.relative_to(REPO).as_posix()}: import {top}" for p in _sources(DEV_TREES) for top in _imports(p)
+                  if not _distributions(top) & allowed]
+    assert undeclared == []
