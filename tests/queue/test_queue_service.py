@@ -162,9 +162,9 @@ async def test_a_piped_turn_answered_before_the_run_died_is_not_retried_while_on
     retry once output reached the user). A turn the agent only took, with no answer yet, is still retried."""
     from events.catalogue.agent import AgentInputDelivered, AgentOutputProduced
 
-    async def run_events(jid: str, run_id: str, *payloads) -> None:
+    async def run_events(run_id: str, key: str, *payloads) -> None:
         for i, payload in enumerate(payloads):
-            await append_emit(js_store, Emit.append(run_id, payload), source="runner", msg_id=f"{run_id}:{i}")
+            await append_emit(js_store, Emit.append(run_id, payload), source="runner", msg_id=f"{run_id}:{key}:{i}")
 
     def output(jid: str, run_id: str, text: str | None, idle: bool) -> AgentOutputProduced:
         return AgentOutputProduced(run_id=run_id, chat_jid=jid, group_folder=folder(jid), text=text, idle=idle)
@@ -179,18 +179,16 @@ async def test_a_piped_turn_answered_before_the_run_died_is_not_retried_while_on
         await eventually(lambda: has_at_least(dispatched(js_store), 2))
         runs = {jid: message_run_id(f"{jid}/t1") for jid in (A, B)}
         for jid, run_id in runs.items():
-            await run_events(jid, run_id, output(jid, run_id, "answer 1", False), output(jid, run_id, None, True))
+            await run_events(run_id, "t1", output(jid, run_id, "answer 1", False), output(jid, run_id, None, True))
         await eventually(lambda: has_at_least(events_of(js_store, "RunIdled"), 2))
         for jid in (A, B):
             await request_turn(js_store, jid, f"{jid}/t2", seq=2)
         await eventually(lambda: has_at_least(events_of(js_store, "RunInputPiped"), 2))
         # A's agent took turn 2 and its answer went out; B's took it and died before answering. No idle marker.
-        await append_emit(js_store, Emit.append(runs[A], taken(A, runs[A], f"{A}/t2")), source="runner", msg_id="a-t2")
-        await append_emit(js_store, Emit.append(runs[A], output(A, runs[A], "<internal>x</internal>answer 2", False)),
-                          source="runner", msg_id="a-o2")
-        await append_emit(js_store, Emit.append(runs[B], taken(B, runs[B], f"{B}/t2")), source="runner", msg_id="b-t2")
-        await append_emit(js_store, Emit.append(runs[B], output(B, runs[B], "<internal>thinking</internal>", False)),
-                          source="runner", msg_id="b-o2")  # nothing of it reaches the user
+        await run_events(runs[A], "t2", taken(A, runs[A], f"{A}/t2"),
+                         output(A, runs[A], "<internal>x</internal>answer 2", False))
+        await run_events(runs[B], "t2", taken(B, runs[B], f"{B}/t2"),
+                         output(B, runs[B], "<internal>thinking</internal>", False))  # nothing of it reaches the user
         for jid in (A, B):
             await finish(js_store, jid, runs[jid], status="failed")
         await eventually(lambda: has_at_least(events_of(js_store, "RunReleased"), 2))
